@@ -1,0 +1,334 @@
+"""Reading environments: `stacks/Pulumi.<env>.yaml` files into `EnvironmentSpec`s.
+
+Every failure becomes a `FermionError` that names the file, the key path, the bad value and what
+is allowed; the key path also carries its line in the file where it can be found.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from fermion.stacks.errors import (
+    EnvironmentNotFoundError,
+    EnvironmentSpecError,
+    SpecProblem,
+    StackFileError,
+)
+from fermion.stacks.shapes import ShapeCatalog
+from fermion.stacks.spec import NAME_MAX, EnvironmentSpec
+
+ENVIRONMENT_KEY = "fermion:environment"
+REGION_KEY = "aws:region"
+STACKS_DIR_ENV = "FERMION_STACKS_DIR"
+PACKAGED_STACKS = Path(__file__).parent
+_STACK_FILE = re.compile(r"^Pulumi\.(?P<env>[^.]+)\.ya?ml$")
+_ENV_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_VALUE_WIDTH = 60
+
+
+def find_stacks_dir(explicit: Path | None = None, start: Path | None = None) -> Path:
+    """Where environments live: `explicit`, then $FERMION_STACKS_DIR, then the `stackConfigDir` of
+    the nearest fermion Pulumi.yaml above `start` (the working folder), then the environments that
+    ship with fermion."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(STACKS_DIR_ENV)
+    if from_env:
+        return Path(from_env)
+    here = (Path.cwd() if start is None else start).resolve()
+    for folder in (here, *here.parents):
+        project = folder / "Pulumi.yaml"
+        if project.is_file():
+            config_dir = _stack_config_dir(project)
+            if config_dir is not None:
+                return config_dir
+            break
+    return PACKAGED_STACKS
+
+
+def _stack_config_dir(project: Path) -> Path | None:
+    try:
+        data = yaml.safe_load(project.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(data, dict) or data.get("name") != "fermion":
+        return None
+    config_dir = data.get("stackConfigDir")
+    return project.parent / (config_dir if isinstance(config_dir, str) else ".")
+
+
+def list_environments(stacks_dir: Path) -> list[str]:
+    """The environment names that have a stack file in `stacks_dir`."""
+    if not stacks_dir.is_dir():
+        return []
+    found = (_STACK_FILE.match(p.name) for p in stacks_dir.iterdir())
+    return sorted({m.group("env") for m in found if m is not None})
+
+
+def stack_file(env: str, stacks_dir: Path) -> Path:
+    """The stack file of `env`, which must exist."""
+    for suffix in ("yaml", "yml"):
+        path = stacks_dir / f"Pulumi.{env}.{suffix}"
+        if path.is_file():
+            return path
+    raise EnvironmentNotFoundError(env, stacks_dir, list_environments(stacks_dir))
+
+
+def load_environment(
+    env: str, stacks_dir: Path | None = None, shapes: ShapeCatalog | None = None
+) -> EnvironmentSpec:
+    """Read and check the environment `env` from its stack file."""
+    if not _ENV_NAME.match(env) or len(env) > NAME_MAX:
+        raise EnvironmentSpecError(
+            f"environment {env!r}",
+            [
+                SpecProblem(
+                    "",
+                    "an environment name must be a DNS label: lowercase letters, digits and "
+                    f"hyphens, beginning with a letter, at most {NAME_MAX} characters",
+                    repr(env),
+                    "Rename the stack file",
+                )
+            ],
+        )
+    path = stack_file(env, find_stacks_dir(stacks_dir))
+    return read_stack_file(path, env, shapes)
+
+
+def read_stack_file(path: Path, env: str, shapes: ShapeCatalog | None = None) -> EnvironmentSpec:
+    """Parse one `Pulumi.<env>.yaml` file into an EnvironmentSpec."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StackFileError(path, f"cannot be read ({exc.strerror})", "Check the path") from None
+    except UnicodeDecodeError:
+        raise StackFileError(path, "is not UTF-8 text", "Save it as UTF-8") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise StackFileError(
+            path, f"is not valid YAML: {_yaml_message(exc)}", "Fix the YAML syntax"
+        ) from None
+    config = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(config, dict) or ENVIRONMENT_KEY not in config:
+        raise StackFileError(
+            path,
+            f"has no `config: {ENVIRONMENT_KEY}:` object",
+            "Add one; an empty object ({}) takes every default, and "
+            f"{path.parent / 'Pulumi.dev.yaml'} shows a full one",
+        )
+    data = config[ENVIRONMENT_KEY]
+    region = config.get(REGION_KEY, config.get("region"))
+    lines = _line_index(text)
+    return parse_environment(data, env, region=region, source=str(path), shapes=shapes, lines=lines)
+
+
+def parse_environment(
+    data: object,
+    env: str,
+    *,
+    region: object = None,
+    source: str = "environment",
+    shapes: ShapeCatalog | None = None,
+    lines: Mapping[str, int] | None = None,
+) -> EnvironmentSpec:
+    """Check an environment object (as read from YAML or JSON) and build the spec.
+
+    Raises `EnvironmentSpecError` listing every problem found; never another exception for bad
+    data.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise EnvironmentSpecError(
+            source,
+            [
+                SpecProblem(
+                    ENVIRONMENT_KEY,
+                    "must be an object with keys such as network, cluster, node_pools, services",
+                    _show(data),
+                    "Write it as a YAML mapping",
+                )
+            ],
+        )
+    if "name" in data:
+        raise EnvironmentSpecError(
+            source,
+            [
+                SpecProblem(
+                    "name",
+                    "the environment's name comes from its file name (Pulumi.<env>.yaml)",
+                    _show(data["name"]),
+                    "Remove the key, or rename the file",
+                )
+            ],
+        )
+    payload: dict[Any, Any] = {**data, "name": env}
+    if region is not None:
+        payload["region"] = region
+    context = {"source": source, "shapes": shapes}
+    try:
+        spec = EnvironmentSpec.model_validate(payload, context=context)
+    except ValidationError as exc:
+        problems = [_problem(err) for err in exc.errors(include_url=False)]
+        raise EnvironmentSpecError(source, _with_lines(problems, lines)) from None
+    except EnvironmentSpecError as exc:
+        raise EnvironmentSpecError(source, _with_lines(exc.problems, lines)) from None
+    except RecursionError:
+        raise EnvironmentSpecError(
+            source, [SpecProblem("", "the object is nested too deeply", None, "Flatten it")]
+        ) from None
+    return spec
+
+
+def _problem(err: ErrorDetails) -> SpecProblem:
+    loc = tuple(err["loc"])
+    path = _path(loc)
+    kind = err["type"]
+    message = err["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        key = str(loc[-1]) if loc else ""
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        hint = f"Did you mean {close[0]!r}? " if close else ""
+        return SpecProblem(
+            path, "unknown key", None, f"{hint}Allowed keys here: {', '.join(allowed)}"
+        )
+    if kind == "missing":
+        return SpecProblem(path, "is required", None, "Add it")
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return SpecProblem(
+            path, f"not an allowed value; use one of {expected}", _show(err["input"])
+        )
+    if path == "region":
+        return SpecProblem(f"{REGION_KEY}", message, _show(err["input"]))
+    return SpecProblem(path, message, _show(err["input"]))
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _allowed_keys(loc: Sequence[int | str]) -> list[str]:
+    """The field names of the model found at `loc` inside EnvironmentSpec."""
+    model: Any = EnvironmentSpec
+    for part in loc:
+        if isinstance(part, str) and isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(part)
+            if field is None:
+                return []
+            model = field.annotation
+        model = _unwrap(model, by_index=isinstance(part, int))
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [
+            name for name in model.model_fields if not (model is EnvironmentSpec and name == "name")
+        ]
+    return []
+
+
+def _unwrap(annotation: Any, *, by_index: bool) -> Any:
+    # list[X] indexed by position gives X; X | None gives X.
+    origin = get_origin(annotation)
+    if by_index and origin is list:
+        return get_args(annotation)[0]
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if origin is not list and len(args) == 1 and isinstance(args[0], type):
+        return args[0]
+    return annotation
+
+
+def _show(value: object) -> str:
+    try:
+        text = json.dumps(value, default=str, sort_keys=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    if len(text) > _VALUE_WIDTH:
+        text = text[: _VALUE_WIDTH - 3] + "..."
+    return text
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return str(problem)
+
+
+def _line_index(text: str) -> dict[str, int]:
+    """Map each key path under `config: fermion:environment:` to its line number (1-based)."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    index: dict[str, int] = {}
+    config = _child(root, "config")
+    env = _child(config, ENVIRONMENT_KEY) if config is not None else None
+    if env is not None:
+        _walk(env, "", index)
+    if config is not None:
+        region = _child(config, REGION_KEY)
+        if region is not None:
+            index[REGION_KEY] = region.start_mark.line + 1
+    return index
+
+
+def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == key:
+                return v  # type: ignore[no-any-return]
+    return None
+
+
+def _walk(node: yaml.Node, path: str, index: dict[str, int]) -> None:
+    if path:
+        index.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                child = f"{path}.{k.value}" if path else str(k.value)
+                index.setdefault(child, k.start_mark.line + 1)
+                _walk(v, child, index)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, f"{path}[{i}]", index)
+
+
+def _with_lines(
+    problems: Sequence[SpecProblem], lines: Mapping[str, int] | None
+) -> list[SpecProblem]:
+    if not lines:
+        return list(problems)
+    out = []
+    for p in problems:
+        line = _nearest_line(p.path, lines)
+        out.append(p if line is None else SpecProblem(p.path, p.problem, p.value, p.fix, line))
+    return out
+
+
+def _nearest_line(path: str, lines: Mapping[str, int]) -> int | None:
+    # A key that is missing or defaulted has no line of its own; point at its nearest parent.
+    while path:
+        if path in lines:
+            return lines[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        path = path[:cut] if cut > 0 else ""
+    return None
