@@ -95,3 +95,14 @@ class UnknownShapeError(FermionError):
             f"unknown shape {name!r}.{hint} Run `fermion shapes` to list them; "
             f"known shapes: {', '.join(known)}."
         )
+
+
+class UnknownGpuError(FermionError):
+    """A GPU filter that matches no shape in the catalog."""
+
+    def __init__(self, query: str, known: Sequence[str]) -> None:
+        self.query = query
+        super().__init__(
+            f"no shape has a GPU called {query!r}. Use one of: {', '.join(known)} "
+            "(a family such as a100 or the model name such as A10G)."
+        )

@@ -30,7 +30,9 @@ EVICTION_HARD_MIB = 100
 DAEMONSET_RESERVE_MILLICORES = 250
 DAEMONSET_RESERVE_MIB = 512
 
-_SHAPE_NAME = re.compile(r"^(?:cpu\.[a-z]+|gpu\.(?:(?P<count>[2-8])x)?[a-z0-9]+(?:-[a-z0-9]+)*)$")
+_SHAPE_NAME = re.compile(
+    r"^(?:cpu\.[a-z]+|gpu\.(?:(?P<count>[2-8])x)?(?P<family>[a-z0-9]+(?:-[a-z0-9]+)*))$"
+)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,20 @@ class Shape:
     @property
     def gpu_count(self) -> int:
         return 0 if self.gpu is None else self.gpu.count
+
+    @property
+    def family(self) -> str | None:
+        """The GPU family in the name: `a10` for gpu.4xa10, `a100-80gb` for gpu.a100-80gb."""
+        match = _SHAPE_NAME.match(self.name)
+        return None if match is None else match.group("family")
+
+    def has_gpu(self, query: str) -> bool:
+        """Whether `query` names this shape's GPU: its family (`a10`), a family's stem
+        (`a100` for both A100 sizes) or the model (`A10G`), in any case."""
+        if self.gpu is None or self.family is None:
+            return False
+        q = query.lower()
+        return q in (self.family, self.gpu.model.lower()) or self.family.startswith(f"{q}-")
 
     @property
     def primary(self) -> InstanceType:

@@ -1,0 +1,102 @@
+"""`fermion validate ENV`: read an environment, check every rule, and summarise it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from fermion.cli.console import out, print_json
+
+if TYPE_CHECKING:
+    from fermion.stacks.spec import EnvironmentSpec
+
+StacksDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--stacks-dir",
+        help="Folder of Pulumi.<env>.yaml files. Default: $FERMION_STACKS_DIR, else the "
+        "stackConfigDir of the fermion Pulumi.yaml above the working folder, else the "
+        "environments that ship with fermion.",
+        show_default=False,
+    ),
+]
+
+
+def validate(
+    env: Annotated[str, typer.Argument(help="Environment name: reads stacks/Pulumi.<ENV>.yaml.")],
+    stacks_dir: StacksDir = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the checked spec, defaults filled in, as JSON.")
+    ] = False,
+) -> None:
+    """Check an environment file against every rule, and summarise what it declares."""
+    from fermion.stacks.environment import find_stacks_dir, read_stack_file, stack_file
+
+    path = stack_file(env, find_stacks_dir(stacks_dir))
+    spec = read_stack_file(path, env)
+    if as_json:
+        print_json({"file": str(path), "environment": spec.model_dump(mode="json")})
+        return
+    _summary(spec, path)
+
+
+def _summary(spec: EnvironmentSpec, path: Path) -> None:
+    from rich.table import Table
+
+    net, cluster = spec.network, spec.cluster
+    out.print(f"[bold green]✓[/] environment [bold]{spec.name}[/] is valid ({path})")
+    endpoint = (
+        f"public to {', '.join(str(c) for c in cluster.public_access_cidrs)}"
+        if cluster.endpoint_public
+        else "private"
+    )
+    vpc = f"existing {net.vpc_id}" if net.vpc_id else f"{net.cidr}, {net.availability_zones} zones"
+    endpoints = ", ".join(net.interface_endpoints) if net.interface_endpoints else "none"
+    system = cluster.system_nodes
+    lines = [
+        ("region", spec.region),
+        ("network", f"{vpc}, NAT {net.nat.replace('_', ' ')}"),
+        ("endpoints", f"interface: {endpoints}; flow logs {'on' if net.flow_logs else 'off'}"),
+        ("cluster", f"{spec.cluster_name}, EKS {cluster.version}, endpoint {endpoint}"),
+        ("system nodes", f"{system.shape} x {system.size.min}-{system.size.max}"),
+        ("models bucket", spec.storage.bucket or "named by Pulumi at creation"),
+        ("registry", f"ECR {spec.registry.repository}"),
+    ]
+    for key, value in lines:
+        out.print(f"  [dim]{key:<14}[/] {value}")
+
+    if spec.node_pools:
+        pools = Table(title="node pools", title_justify="left")
+        for column in ("name", "shape", "capacity", "nodes", "AMI", "disk GiB"):
+            pools.add_column(column)
+        for p in spec.node_pools:
+            pools.add_row(
+                p.name,
+                p.shape,
+                p.capacity.replace("_", "-"),
+                f"{p.size.min}-{p.size.max}",
+                p.ami,
+                str(p.disk_gib),
+            )
+        out.print(pools)
+    if spec.services:
+        services = Table(title="services", title_justify="left")
+        for column in ("name", "shape", "replicas", "batch", "autoscale on", "model"):
+            services.add_column(column, no_wrap=column in ("name", "shape"))
+        for s in spec.services:
+            model = f"{s.model.format} v{s.model.version}"
+            if s.model.uri is not None:
+                model = f"{s.model.format} {s.model.uri}"
+            services.add_row(
+                s.name,
+                f"{s.shape}\n[dim]{spec.image_for(s)}[/]",
+                f"{s.replicas.min}-{s.replicas.max}",
+                f"{s.batching.max_batch_size} / {s.batching.max_delay_ms:g} ms",
+                f"{s.autoscaling.metric} {s.autoscaling.target:g}",
+                model,
+            )
+        out.print(services)
+    else:
+        out.print("  no services yet: add one under `services:`")
