@@ -27,6 +27,22 @@ from fermion.stacks.errors import (
 from fermion.stacks.shapes import ShapeCatalog
 from fermion.stacks.spec import NAME_MAX, EnvironmentSpec
 
+# Readable forms of the spec's regular expressions, by field name.
+_PATTERN_FIXES = {
+    "name": (
+        "not a DNS label",
+        "Use lowercase letters, digits and hyphens, beginning with a letter and ending with a "
+        f"letter or digit, at most {NAME_MAX} characters",
+    ),
+    "vpc_id": ("not a VPC id", "Write it as vpc- and 8 or 17 hex digits"),
+    "private_subnet_ids": ("not a subnet id", "Write it as subnet- and 8 or 17 hex digits"),
+    "public_subnet_ids": ("not a subnet id", "Write it as subnet- and 8 or 17 hex digits"),
+    "version": (
+        "not a model version",
+        "Use up to 64 letters, digits, '.', '_' and '-', beginning with a letter or digit",
+    ),
+}
+
 ENVIRONMENT_KEY = "fermion:environment"
 REGION_KEY = "aws:region"
 STACKS_DIR_ENV = "FERMION_STACKS_DIR"
@@ -34,6 +50,35 @@ PACKAGED_STACKS = Path(__file__).parent
 _STACK_FILE = re.compile(r"^Pulumi\.(?P<env>[^.]+)\.ya?ml$")
 _ENV_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _VALUE_WIDTH = 60
+# Keys of EnvironmentSpec that are set from outside the environment object.
+_MISPLACED = (
+    (
+        "name",
+        "the environment's name comes from its file name (Pulumi.<env>.yaml)",
+        "Remove the key, or rename the file",
+    ),
+    (
+        "region",
+        f"the region is the stack's `{REGION_KEY}` setting, not part of the environment",
+        f"Move it beside {ENVIRONMENT_KEY} as `{REGION_KEY}: <region>`",
+    ),
+)
+# Fixes for pydantic's own error types, which name the problem but not the remedy.
+_FIXES = {
+    "ip_v4_network": "Write it as A.B.C.D/N, e.g. 10.0.0.0/16",
+    "bool_type": "Write true or false",
+    "bool_parsing": "Write true or false",
+    "int_type": "Write a whole number",
+    "int_parsing": "Write a whole number",
+    "int_from_float": "Write a whole number",
+    "float_parsing": "Write a number",
+    "finite_number": "Write a finite number",
+    "string_type": "Write a string (quote it in YAML)",
+    "list_type": "Write a list",
+    "dict_type": "Write a mapping of keys to values",
+    "model_type": "Write a mapping of keys to values",
+    "model_attributes_type": "Write a mapping of keys to values",
+}
 
 
 def find_stacks_dir(explicit: Path | None = None, start: Path | None = None) -> Path:
@@ -138,7 +183,7 @@ def parse_environment(
     env: str,
     *,
     region: object = None,
-    source: str = "environment",
+    source: str = ENVIRONMENT_KEY,
     shapes: ShapeCatalog | None = None,
     lines: Mapping[str, int] | None = None,
 ) -> EnvironmentSpec:
@@ -161,18 +206,13 @@ def parse_environment(
                 )
             ],
         )
-    if "name" in data:
-        raise EnvironmentSpecError(
-            source,
-            [
-                SpecProblem(
-                    "name",
-                    "the environment's name comes from its file name (Pulumi.<env>.yaml)",
-                    _show(data["name"]),
-                    "Remove the key, or rename the file",
-                )
-            ],
-        )
+    misplaced = [
+        SpecProblem(key, problem, _show(data[key]), fix)
+        for key, problem, fix in _MISPLACED
+        if key in data
+    ]
+    if misplaced:
+        raise EnvironmentSpecError(source, _with_lines(misplaced, lines))
     payload: dict[Any, Any] = {**data, "name": env}
     if region is not None:
         payload["region"] = region
@@ -212,8 +252,13 @@ def _problem(err: ErrorDetails) -> SpecProblem:
             path, f"not an allowed value; use one of {expected}", _show(err["input"])
         )
     if path == "region":
-        return SpecProblem(f"{REGION_KEY}", message, _show(err["input"]))
-    return SpecProblem(path, message, _show(err["input"]))
+        path = REGION_KEY
+    if kind == "string_pattern_mismatch":
+        field = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
+        fix = _PATTERN_FIXES.get(field)
+        if fix is not None:
+            return SpecProblem(path, fix[0], _show(err["input"]), fix[1])
+    return SpecProblem(path, message, _show(err["input"]), _FIXES.get(kind))
 
 
 def _path(loc: Sequence[int | str]) -> str:
@@ -237,9 +282,8 @@ def _allowed_keys(loc: Sequence[int | str]) -> list[str]:
             model = field.annotation
         model = _unwrap(model, by_index=isinstance(part, int))
     if isinstance(model, type) and issubclass(model, BaseModel):
-        return [
-            name for name in model.model_fields if not (model is EnvironmentSpec and name == "name")
-        ]
+        hidden = {key for key, _, _ in _MISPLACED} if model is EnvironmentSpec else set()
+        return [name for name in model.model_fields if name not in hidden]
     return []
 
 

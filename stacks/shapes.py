@@ -31,7 +31,7 @@ DAEMONSET_RESERVE_MILLICORES = 250
 DAEMONSET_RESERVE_MIB = 512
 
 _SHAPE_NAME = re.compile(
-    r"^(?:cpu\.[a-z]+|gpu\.(?:(?P<count>[2-8])x)?(?P<family>[a-z0-9]+(?:-[a-z0-9]+)*))$"
+    r"^(?:cpu\.[a-z]+|gpu\.(?:(?P<count>[248])x)?(?P<family>[a-z][a-z0-9]*(?:-[a-z0-9]+)*))$"
 )
 
 

@@ -7,6 +7,7 @@ live in `check_environment`, which reports every problem with its exact key path
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from collections import Counter
@@ -125,7 +126,11 @@ def _legal_bucket(name: str) -> str:
 
 def _legal_region(name: str) -> str:
     if name not in AWS_REGIONS:
-        raise ValueError(f"not an AWS region; use one of {', '.join(AWS_REGIONS)}")
+        close = difflib.get_close_matches(name, AWS_REGIONS, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ValueError(
+            f"not an AWS region; {hint}use a region code such as us-east-1, us-west-2 or eu-west-1"
+        )
     return name
 
 

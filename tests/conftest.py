@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+STACKS = REPO / "stacks"
+
+
+def environment_data(env: str) -> dict[str, Any]:
+    """The `fermion:environment` object of a shipped stack file, as plain data."""
+    document = yaml.safe_load((STACKS / f"Pulumi.{env}.yaml").read_text())
+    return copy.deepcopy(document["config"]["fermion:environment"])
+
+
+@pytest.fixture
+def dev() -> dict[str, Any]:
+    return environment_data("dev")
+
+
+@pytest.fixture
+def prod() -> dict[str, Any]:
+    return environment_data("prod")
