@@ -10,7 +10,6 @@ STAMP := $(VENV)/.fermion-installed
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[serve,dev]'
 	touch $(STAMP)
 

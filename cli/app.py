@@ -10,7 +10,6 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -24,7 +23,9 @@ from fermion.stacks.errors import FermionError
 class _FermionGroup(TyperGroup):
     """The root group: turns fermion's own errors into a message on stderr and exit code 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    # The context is left untyped: typer ships its own copy of click in newer releases and uses
+    # click itself in older ones, and this override must match either.
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except FermionError as exc:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -31,8 +32,8 @@ from fermion.stacks.shapes import ShapeCatalog, load_shapes
 # enough that suffixes such as "-predictor-7d9f" still fit in 63 characters.
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 NAME_MAX = 40
-SUPPORTED_EKS_VERSIONS = ("1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
-DEFAULT_EKS_VERSION = "1.34"
+EksVersion = Literal["1.30", "1.31", "1.32", "1.33", "1.34", "1.35"]
+DEFAULT_EKS_VERSION: EksVersion = "1.34"
 RUNTIME_IMAGES = ("torch-cpu", "torch-cuda12")
 TENSOR_DTYPES = (
     "BOOL",
@@ -239,7 +240,16 @@ def _iam_principal(arn: str) -> str:
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, min_length=1, max_length=NAME_MAX)]
 ShapeName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Labels = Annotated[dict[str, str], AfterValidator(_labels)]
-CidrBlock = ipaddress.IPv4Network
+
+
+def _cidr_text(value: object) -> object:
+    # ipaddress would take an integer (or a YAML `true`) as an address; a CIDR must be written out.
+    if not isinstance(value, str | ipaddress.IPv4Network):
+        raise ValueError("write a CIDR block as text, e.g. 10.0.0.0/16")
+    return value
+
+
+CidrBlock = Annotated[ipaddress.IPv4Network, BeforeValidator(_cidr_text)]
 SubnetId = Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]
 TagValue = Annotated[str, StringConstraints(max_length=256)]
 
@@ -297,7 +307,7 @@ class ClusterSpec(_Spec):
     """The EKS control plane and its system nodes."""
 
     name: Name | None = None
-    version: Literal["1.30", "1.31", "1.32", "1.33", "1.34", "1.35"] = DEFAULT_EKS_VERSION
+    version: EksVersion = DEFAULT_EKS_VERSION
     endpoint_public: bool = False
     public_access_cidrs: list[CidrBlock] = []
     service_cidr: CidrBlock = ipaddress.IPv4Network("172.20.0.0/16")

@@ -117,7 +117,12 @@ def test_unknown_shape_suggests_the_nearest() -> None:
 
 def _minimal(**shape: Any) -> dict[str, Any]:
     return {
-        "prices": {"region": "us-east-1", "read_on": "2026-01-01", "currency": "USD", "source": "x"},
+        "prices": {
+            "region": "us-east-1",
+            "read_on": "2026-01-01",
+            "currency": "USD",
+            "source": "x",
+        },
         "instance_types": {
             "g5.xlarge": {
                 "vcpu": 4,
@@ -143,15 +148,33 @@ def _minimal(**shape: Any) -> dict[str, Any]:
         ({"gpu.a10": {"description": "", "instance_types": ["g5.nano"], "gpus": 1}}, "no price"),
         ({"gpu.a10": {"description": "", "instance_types": ["g5.xlarge"], "gpus": 2}}, "gpus: 1"),
         ({"gpu.3xa10": {"description": "", "instance_types": ["g5.12xlarge"], "gpus": 3}}, "form"),
-        ({"gpu.8xa10": {"description": "", "instance_types": ["g5.12xlarge"], "gpus": 8}}, "divide"),
+        (
+            {"gpu.8xa10": {"description": "", "instance_types": ["g5.12xlarge"], "gpus": 8}},
+            "divide",
+        ),
         ({"cpu.small": {"description": "", "instance_types": ["g5.xlarge"]}}, "must not have GPUs"),
         (
-            {"gpu.a10": {"description": "", "instance_types": ["g5.xlarge", "g5.12xlarge"],
-                         "gpus": 1}},
+            {
+                "gpu.a10": {
+                    "description": "",
+                    "instance_types": ["g5.xlarge", "g5.12xlarge"],
+                    "gpus": 1,
+                }
+            },
             "mixes",
-        ),  # fmt: skip
+        ),
         ({"gpu.a10": {"description": "", "instance_types": [], "gpus": 1}}, "instance_types"),
-        ({"gpu.a10": {"description": "", "instance_types": ["g5.xlarge"], "gpus": 1, "colour": 1}}, "colour"),
+        (
+            {
+                "gpu.a10": {
+                    "description": "",
+                    "instance_types": ["g5.xlarge"],
+                    "gpus": 1,
+                    "colour": 1,
+                }
+            },
+            "colour",
+        ),
     ],
 )
 def test_malformed_catalog_is_rejected(shapes: dict[str, Any], message: str) -> None:
@@ -161,7 +184,9 @@ def test_malformed_catalog_is_rejected(shapes: dict[str, Any], message: str) -> 
 
 def test_a_minimal_catalog_loads_from_a_file(tmp_path: Path) -> None:
     path = tmp_path / "shapes.yaml"
-    data = _minimal(**{"gpu.a10": {"description": "one", "instance_types": ["g5.xlarge"], "gpus": 1}})
+    data = _minimal(
+        **{"gpu.a10": {"description": "one", "instance_types": ["g5.xlarge"], "gpus": 1}}
+    )
     path.write_text(yaml.safe_dump(data))
     catalog = load_shapes(path)
     assert catalog.names() == ["gpu.a10"]

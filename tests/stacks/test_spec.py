@@ -25,10 +25,7 @@ def put(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     steps: list[str | int] = [int(i) if i else k for k, i in _STEP.findall(path)]
     node: Any = data
     for step in steps[:-1]:
-        if isinstance(step, int):
-            node = node[step]
-        else:
-            node = node.setdefault(step, {})
+        node = node[step] if isinstance(step, int) else node.setdefault(step, {})
     node[steps[-1]] = value
     return data
 
@@ -135,6 +132,8 @@ BAD: list[tuple[str, Any, str, str]] = [
     # (where to put it, the bad value, the problem's path, a fragment of the message)
     ("network.cidr", "10.0.0.0/33", "network.cidr", "IPv4 network"),
     ("network.cidr", "8.8.0.0/16", "network.cidr", "private range"),
+    ("network.cidr", True, "network.cidr", "as text"),
+    ("network.cidr", 167772160, "network.cidr", "as text"),
     ("network.cidr", "10.0.0.0/8", "network.cidr", "between /16 and /24"),
     ("network.cidr", "10.40.0.0/24", "network.subnet_prefix_length", "do not fit"),
     ("network.availability_zones", 1, "network.availability_zones", "greater than or equal to 2"),
