@@ -16,6 +16,11 @@ def main() -> None:
     env = pulumi.get_stack()
     data = pulumi.Config("fermion").get_object("environment")
     region = pulumi.Config("aws").get("region")
+    if data is None:
+        raise pulumi.RunError(
+            f"stack {env!r} has no `{ENVIRONMENT_KEY}` setting. Add it to stacks/Pulumi.{env}.yaml "
+            "(an empty object, {}, takes every default); see docs/environment.md"
+        )
     try:
         spec = parse_environment(
             data, env, region=region, source=f"stack {env!r} ({ENVIRONMENT_KEY}, {REGION_KEY})"

@@ -1,0 +1,59 @@
+"""The Pulumi program (stacks/__main__.py), run under Pulumi's mocks."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from typing import Any
+
+import pulumi
+import pytest
+
+from ..conftest import STACKS, environment_data
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
+        return {}, []
+
+
+def run_program(
+    monkeypatch: pytest.MonkeyPatch, stack: str, environment: Any, region: str | None = None
+) -> dict[str, Any]:
+    pulumi.runtime.set_mocks(_Mocks(), project="fermion", stack=stack, preview=False)
+    config = {} if environment is None else {"fermion:environment": json.dumps(environment)}
+    if region is not None:
+        config["aws:region"] = region
+    pulumi.runtime.set_all_config(config)
+    exports: dict[str, Any] = {}
+    monkeypatch.setattr(pulumi, "export", exports.__setitem__)
+    runpy.run_path(str(STACKS / "__main__.py"), run_name="__main__")
+    return exports
+
+
+def test_the_program_reads_the_stack_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    exports = run_program(monkeypatch, "prod", environment_data("prod"), region="us-east-1")
+    assert exports["environment"] == "prod"
+    assert exports["region"] == "us-east-1"
+    assert exports["cluster_name"] == "fermion-prod"
+    assert exports["services"] == ["embed", "classifier", "reranker", "tabular"]
+
+
+def test_bad_config_stops_the_program_with_a_clean_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = environment_data("dev")
+    data["services"][0]["replicas"] = {"min": 3, "max": 2}
+    with pytest.raises(pulumi.RunError) as info:
+        run_program(monkeypatch, "dev", data)
+    message = str(info.value)
+    assert "stack 'dev'" in message
+    assert "services[0].replicas.max: max must be at least min (3)" in message
+
+
+def test_a_stack_without_an_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(pulumi.RunError, match=r"stack 'qa' has no `fermion:environment`"):
+        run_program(monkeypatch, "qa", None)
