@@ -29,6 +29,8 @@ if TYPE_CHECKING:
         StackFileError,
         UnknownShapeError,
     )
+    from fermion.stacks.formats import parse_tensor_spec
+    from fermion.stacks.rules import check_environment
     from fermion.stacks.shapes import (
         Gpu,
         InstanceType,
@@ -51,11 +53,11 @@ if TYPE_CHECKING:
         SizeSpec,
         StorageSpec,
         SystemNodesSpec,
-        check_environment,
-        parse_tensor_spec,
     )
 
 _MODULES = {
+    "fermion.stacks.formats": ("parse_tensor_spec",),
+    "fermion.stacks.rules": ("check_environment",),
     "fermion.stacks.spec": (
         "AutoscalingSpec",
         "BatchingSpec",
@@ -70,8 +72,6 @@ _MODULES = {
         "SizeSpec",
         "StorageSpec",
         "SystemNodesSpec",
-        "check_environment",
-        "parse_tensor_spec",
     ),
     "fermion.stacks.environment": (
         "ENVIRONMENT_KEY",

@@ -24,8 +24,9 @@ from fermion.stacks.errors import (
     SpecProblem,
     StackFileError,
 )
+from fermion.stacks.formats import NAME_MAX
 from fermion.stacks.shapes import ShapeCatalog
-from fermion.stacks.spec import NAME_MAX, EnvironmentSpec
+from fermion.stacks.spec import EnvironmentSpec
 
 # Readable forms of the spec's regular expressions, by field name.
 _PATTERN_FIXES = {

@@ -303,3 +303,11 @@ def test_tensor_spec_parsing() -> None:
     assert parse_tensor_spec("text:BYTES:-1") == ("text", "BYTES", (-1,))
     with pytest.raises(ValueError, match="-1 for a variable"):
         parse_tensor_spec("x:FP32:-2")
+
+
+def test_the_public_api_resolves() -> None:
+    import fermion.stacks as stacks
+
+    assert sorted(stacks.__all__) == sorted(stacks._EXPORTS)
+    for name in stacks.__all__:
+        assert getattr(stacks, name) is not None
