@@ -1,4 +1,4 @@
-"""`fermion validate ENV`: read an environment, check every rule, and summarise it."""
+"""`fermion validate [ENV]`: read an environment, check every rule, and summarise it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
-from fermion.cli.console import out, print_json
+from fermion.cli.console import err, out, print_json
 
 if TYPE_CHECKING:
     from fermion.stacks.spec import EnvironmentSpec
@@ -25,7 +26,13 @@ StacksDir = Annotated[
 
 
 def validate(
-    env: Annotated[str, typer.Argument(help="Environment name: reads stacks/Pulumi.<ENV>.yaml.")],
+    env: Annotated[
+        str | None,
+        typer.Argument(
+            help="Environment name: reads Pulumi.<ENV>.yaml. Left out: checks every environment.",
+            show_default=False,
+        ),
+    ] = None,
     stacks_dir: StacksDir = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the checked spec, defaults filled in, as JSON.")
@@ -34,12 +41,45 @@ def validate(
     """Check an environment file against every rule, and summarise what it declares."""
     from fermion.stacks.environment import find_stacks_dir, read_stack_file, stack_file
 
-    path = stack_file(env, find_stacks_dir(stacks_dir))
+    folder = find_stacks_dir(stacks_dir)
+    if env is None:
+        _validate_all(folder, as_json)
+        return
+    path = stack_file(env, folder)
     spec = read_stack_file(path, env)
     if as_json:
         print_json({"file": str(path), "environment": spec.model_dump(mode="json")})
         return
     _summary(spec, path)
+
+
+def _validate_all(folder: Path, as_json: bool) -> None:
+    from fermion.stacks.environment import list_environments, read_stack_file, stack_file
+    from fermion.stacks.errors import EnvironmentNotFoundError, FermionError
+
+    envs = list_environments(folder)
+    if not envs:
+        raise EnvironmentNotFoundError("*", folder, [])
+    results = []
+    for name in envs:
+        path = stack_file(name, folder)
+        try:
+            read_stack_file(path, name)
+        except FermionError as exc:
+            results.append(
+                {"environment": name, "file": str(path), "valid": False, "error": str(exc)}
+            )
+            if not as_json:
+                out.print(f"[bold red]✗[/] {name} ({path})")
+                err.print(escape(str(exc)))
+            continue
+        results.append({"environment": name, "file": str(path), "valid": True, "error": None})
+        if not as_json:
+            out.print(f"[bold green]✓[/] {name} ({path})")
+    if as_json:
+        print_json(results)
+    if not all(r["valid"] for r in results):
+        raise typer.Exit(1)
 
 
 def _summary(spec: EnvironmentSpec, path: Path) -> None:

@@ -134,3 +134,27 @@ def test_console_script_runs_as_a_process() -> None:
     assert done.returncode == 1
     assert "error: no environment 'nosuch'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_validate_without_env_checks_every_environment(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.good.yaml").write_text("config:\n  fermion:environment: {}\n")
+    (tmp_path / "Pulumi.bad.yaml").write_text("config:\n  fermion:environment: {nat: 1}\n")
+    result = runner.invoke(app, ["validate", "--stacks-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "✓ good" in result.stdout
+    assert "✗ bad" in result.stdout
+    assert "nat (line 2): unknown key" in result.stderr
+    as_json = runner.invoke(app, ["validate", "--stacks-dir", str(tmp_path), "--json"])
+    assert as_json.exit_code == 1
+    assert [(r["environment"], r["valid"]) for r in json.loads(as_json.stdout)] == [
+        ("bad", False),
+        ("good", True),
+    ]
+    shipped = runner.invoke(app, ["validate", "--stacks-dir", str(STACKS)])
+    assert shipped.exit_code == 0, shipped.stderr
+
+
+def test_validate_all_in_an_empty_folder(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", "--stacks-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "holds no Pulumi.<env>.yaml files" in result.stderr
