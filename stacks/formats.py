@@ -8,13 +8,12 @@ import difflib
 import ipaddress
 import re
 
+from fermion.runtime_images.server.config import parse_tensor_spec
+
 # Names become Kubernetes object names and AWS resource name prefixes: DNS-1035 labels, kept short
 # enough that suffixes such as "-predictor-7d9f" still fit in 63 characters.
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 NAME_MAX = 40
-TENSOR_DTYPES = (
-    "BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BF16", "BYTES",
-)  # fmt: skip
 AWS_REGIONS = (
     "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
     "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3",
@@ -31,7 +30,6 @@ _ECR_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[.
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_TENSOR_SPEC = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_.]*):(?P<dtype>[A-Z0-9]+):(?P<shape>.+)$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _IAM_PRINCIPAL = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}$")
 
@@ -106,32 +104,8 @@ def handler_reference(ref: str) -> str:
     return ref
 
 
-def parse_tensor_spec(text: str) -> tuple[str, str, tuple[int, ...]]:
-    """Split `NAME:DTYPE:SHAPE` (e.g. `input__0:FP32:-1,256`) into its parts.
-
-    -1 marks a variable dimension. Raises ValueError naming what is wrong.
-    """
-    match = _TENSOR_SPEC.match(text)
-    if match is None:
-        raise ValueError("write a tensor as NAME:DTYPE:SHAPE, e.g. input__0:FP32:-1,256")
-    dtype = match.group("dtype")
-    if dtype not in TENSOR_DTYPES:
-        raise ValueError(f"datatype {dtype!r} is not one of {', '.join(TENSOR_DTYPES)}")
-    dims: list[int] = []
-    for part in match.group("shape").split(","):
-        try:
-            dim = int(part.strip())
-        except ValueError:
-            raise ValueError(
-                f"dimension {part!r} is not an integer; use -1 for a variable dimension"
-            ) from None
-        if dim < -1 or dim == 0:
-            raise ValueError(f"dimension {dim} must be positive, or -1 for a variable dimension")
-        dims.append(dim)
-    return match.group("name"), dtype, tuple(dims)
-
-
 def tensor_spec(text: str) -> str:
+    # The serving runtime's own parser, so the spec accepts exactly what the server will.
     parse_tensor_spec(text)
     return text
 

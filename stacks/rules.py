@@ -297,7 +297,7 @@ def _check_workloads(spec: EnvironmentSpec, shapes: ShapeCatalog) -> list[SpecPr
                     "Set format: handler with handler: FILE.py:CLASS, or drop handler",
                 )
             )
-        names = [parse_tensor_spec(t)[0] for t in svc.inputs]
+        names = [parse_tensor_spec(t).name for t in svc.inputs]
         for dup in sorted(_dupes(names)):
             problems.append(
                 SpecProblem(

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from fermion.runtime_images.server.config import TensorSpec
 from fermion.stacks import (
     EnvironmentSpec,
     EnvironmentSpecError,
@@ -299,8 +300,8 @@ def test_pools_of_one_shape_pool_their_capacity(prod: dict[str, Any]) -> None:
 
 
 def test_tensor_spec_parsing() -> None:
-    assert parse_tensor_spec("input__0:FP32:-1,256") == ("input__0", "FP32", (-1, 256))
-    assert parse_tensor_spec("text:BYTES:-1") == ("text", "BYTES", (-1,))
+    assert parse_tensor_spec("input__0:FP32:-1,256") == TensorSpec("input__0", "FP32", (-1, 256))
+    assert parse_tensor_spec("text:BYTES:-1") == TensorSpec("text", "BYTES", (-1,))
     with pytest.raises(ValueError, match="-1 for a variable"):
         parse_tensor_spec("x:FP32:-2")
 

@@ -1,0 +1,95 @@
+"""Errors the server answers with. Each carries its HTTP status and builds its own message."""
+
+from __future__ import annotations
+
+
+class ServerError(Exception):
+    """An error with an HTTP status, answered as `{"error": message}`."""
+
+    status = 500
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class BadRequest(ServerError):
+    """The request does not match the protocol or the model's inputs."""
+
+    status = 400
+
+
+class Unauthorized(ServerError):
+    """A bearer token is required and the request has none, or a wrong one."""
+
+    status = 401
+    headers = ((b"www-authenticate", b"Bearer"),)
+
+    def __init__(self) -> None:
+        super().__init__("a valid bearer token is required: send `Authorization: Bearer <token>`")
+
+
+class NotFound(ServerError):
+    """No such model, version or route."""
+
+    status = 404
+
+
+class MethodNotAllowed(ServerError):
+    """The route exists, but not for this HTTP method."""
+
+    status = 405
+
+
+class PayloadTooLarge(ServerError):
+    """The request body is larger than the server accepts."""
+
+    status = 413
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"request body of {size} bytes is over the limit of {limit} bytes; send fewer "
+            "samples per request, or raise --max-request-bytes"
+        )
+
+
+class Overloaded(ServerError):
+    """The queue is full: the client should retry after a short wait."""
+
+    status = 429
+    headers = ((b"retry-after", b"1"),)
+
+    def __init__(self, model: str, depth: int) -> None:
+        super().__init__(
+            f"model {model!r} has {depth} requests queued, its limit; retry after a second"
+        )
+
+
+class Unavailable(ServerError):
+    """The server is starting, or draining before it exits."""
+
+    status = 503
+    headers = ((b"retry-after", b"1"),)
+
+
+class Timeout(ServerError):
+    """The request did not finish within its time limit."""
+
+    status = 504
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"inference did not finish within {seconds:g} s; the request was dropped")
+
+
+class ModelError(ServerError):
+    """The model raised while running; the server keeps serving."""
+
+    status = 500
+
+    def __init__(self, model: str, exc: BaseException) -> None:
+        super().__init__(f"model {model!r} failed: {type(exc).__name__}: {exc}")
+
+
+class LoadError(Exception):
+    """The model cannot be loaded; the server does not start."""
