@@ -8,7 +8,7 @@ import difflib
 import ipaddress
 import re
 
-from fermion.runtime_images.server.config import parse_tensor_spec
+from fermion.runtime_images.server.config import parse_tensor_spec as parse_tensor_spec
 
 # Names become Kubernetes object names and AWS resource name prefixes: DNS-1035 labels, kept short
 # enough that suffixes such as "-predictor-7d9f" still fit in 63 characters.
