@@ -1,0 +1,190 @@
+"""The Open Inference Protocol's infer request and response, in JSON or with binary tensors.
+
+A request with the header `Inference-Header-Content-Length: N` carries N bytes of JSON followed by
+the raw data of each input whose parameters give a `binary_data_size` (Triton's extension).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .errors import BadRequest
+from .tensors import datatype, from_binary, from_json, to_binary, to_json_data
+
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(frozen=True)
+class InputTensor:
+    """One decoded input tensor."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: Any  # numpy array, or a torch tensor for BF16
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    """An output the client asked for by name, and whether it wants it as binary data."""
+
+    name: str
+    binary: bool | None
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A decoded infer request."""
+
+    id: str | None
+    inputs: tuple[InputTensor, ...]
+    outputs: tuple[RequestedOutput, ...]
+    binary_output: bool
+    binary_input: bool
+
+    @property
+    def protocol(self) -> str:
+        return "binary" if self.binary_input else "json"
+
+
+@dataclass(frozen=True)
+class EncodedResponse:
+    """A response body, and the JSON header's length when binary data follows it."""
+
+    body: bytes
+    header_length: int | None
+
+
+def _object(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadRequest(f"{where} must be a JSON object")
+    return value
+
+
+def _shape(value: object, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+    ):
+        raise BadRequest(f"{where}: `shape` must be a list of non-negative integers")
+    return tuple(value)
+
+
+def parse_infer_request(body: bytes | bytearray, header_length: int | None) -> InferRequest:
+    """Decode an infer request body; 400 with the reason for anything malformed."""
+    view = memoryview(body)
+    if header_length is None:
+        header_bytes, binary = view, view[:0]
+    else:
+        if not 0 < header_length <= len(body):
+            raise BadRequest(
+                f"Inference-Header-Content-Length is {header_length}, but the body has "
+                f"{len(body)} bytes"
+            )
+        header_bytes, binary = view[:header_length], view[header_length:]
+    try:
+        header = orjson.loads(header_bytes)
+    except orjson.JSONDecodeError as exc:
+        hint = (
+            "; a binary request needs the Inference-Header-Content-Length header"
+            if header_length is None
+            else ""
+        )
+        raise BadRequest(f"the request is not valid JSON ({exc}){hint}") from None
+    header = _object(header, "the request")
+    raw_inputs = header.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise BadRequest("the request needs a non-empty `inputs` list")
+    parameters = _object(header.get("parameters", {}), "`parameters`")
+    inputs = []
+    offset = 0
+    for i, raw in enumerate(raw_inputs):
+        spec = _object(raw, f"inputs[{i}]")
+        name = spec.get("name")
+        if not isinstance(name, str):
+            raise BadRequest(f"inputs[{i}] needs a `name` string")
+        where = f"input {name!r}"
+        dtype = datatype(spec.get("datatype"), where)
+        shape = _shape(spec.get("shape"), where)
+        size = _object(spec.get("parameters", {}), f"{where} parameters").get("binary_data_size")
+        if size is not None:
+            if header_length is None:
+                raise BadRequest(
+                    f"{where} has binary_data_size but the request has no "
+                    "Inference-Header-Content-Length header"
+                )
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise BadRequest(f"{where}: binary_data_size must be a non-negative integer")
+            if offset + size > len(binary):
+                raise BadRequest(
+                    f"{where}: binary_data_size {size} runs past the end of the body "
+                    f"({len(binary) - offset} bytes left)"
+                )
+            data = from_binary(binary[offset : offset + size], dtype, shape, where)
+            offset += size
+        elif "data" in spec:
+            data = from_json(spec["data"], dtype, shape, where)
+        else:
+            raise BadRequest(f"{where} has neither `data` nor a binary_data_size parameter")
+        inputs.append(InputTensor(name, dtype.name, shape, data))
+    if offset != len(binary):
+        raise BadRequest(f"{len(binary) - offset} bytes of binary data follow the last input")
+    outputs = []
+    for i, raw in enumerate(header.get("outputs") or []):
+        spec = _object(raw, f"outputs[{i}]")
+        name = spec.get("name")
+        if not isinstance(name, str):
+            raise BadRequest(f"outputs[{i}] needs a `name` string")
+        flag = _object(spec.get("parameters", {}), f"output {name!r} parameters").get("binary_data")
+        outputs.append(RequestedOutput(name, None if flag is None else bool(flag)))
+    request_id = header.get("id")
+    return InferRequest(
+        id=None if request_id is None else str(request_id),
+        inputs=tuple(inputs),
+        outputs=tuple(outputs),
+        binary_output=bool(parameters.get("binary_data_output", False)),
+        binary_input=header_length is not None,
+    )
+
+
+def encode_infer_response(
+    model: str,
+    version: str,
+    request: InferRequest,
+    outputs: dict[str, Any],
+) -> EncodedResponse:
+    """Encode named output tensors as the client asked: JSON data, or binary after the header."""
+    wanted = request.outputs or tuple(RequestedOutput(name, None) for name in outputs)
+    entries: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for requested in wanted:
+        if requested.name not in outputs:
+            known = ", ".join(outputs)
+            raise BadRequest(f"model {model!r} has no output {requested.name!r}; outputs: {known}")
+        value = outputs[requested.name]
+        binary = request.binary_output if requested.binary is None else requested.binary
+        if binary:
+            dtype, shape, raw = to_binary(value)
+            entries.append(
+                {
+                    "name": requested.name,
+                    "datatype": dtype,
+                    "shape": shape,
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            )
+            blobs.append(raw)
+        else:
+            dtype, shape, data = to_json_data(value)
+            entries.append(
+                {"name": requested.name, "datatype": dtype, "shape": shape, "data": data}
+            )
+    response: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": entries}
+    if request.id is not None:
+        response["id"] = request.id
+    header = orjson.dumps(response, option=_JSON_OPTIONS)
+    if not blobs:
+        return EncodedResponse(header, None)
+    return EncodedResponse(header + b"".join(blobs), len(header))
