@@ -106,7 +106,7 @@ class TorchModelHandler:
 
     def _load_script(self) -> Any:
         try:
-            module = torch.jit.load(str(self.path), map_location=self.device)
+            module = torch.jit.load(str(self.path), map_location=self.device)  # type: ignore[no-untyped-call]
         except (RuntimeError, ValueError) as exc:
             raise LoadError(
                 f"{self.path} is not a TorchScript archive ({exc}). Save the model with "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ DATATYPES: dict[str, Datatype] = {
     )
 }
 _BY_TORCH = {d.torch: d for d in DATATYPES.values() if d.torch is not None}
-_LITTLE = "<"
+_LITTLE: Literal["<"] = "<"
 
 
 def datatype(name: object, where: str) -> Datatype:

@@ -1,0 +1,240 @@
+"""A served model: loading, warm-up, input checks, and the one pipeline every request takes.
+
+decode (protocol) -> check inputs -> preprocess -> batch -> predict -> postprocess -> encode.
+JSON or binary, batched or not, every request goes through `ModelRuntime.infer`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+from .batching import Batcher
+from .config import ModelConfig, TensorSpec
+from .errors import BadRequest, LoadError, Unavailable
+from .handlers import TorchModelHandler, declared_specs, resolve_model, synthetic_inputs
+from .metrics import Metrics
+from .protocol import InferRequest
+
+log = logging.getLogger("fermion.server")
+
+
+def pick_device(requested: str) -> torch.device:
+    """CUDA when present (or asked for), else the CPU."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LoadError(f"device {requested!r} was asked for, but torch sees no CUDA device")
+    return device
+
+
+def warmup_sizes(max_batch_size: int) -> list[int]:
+    """Every batch size the batcher can form, or powers of two (and the maximum) past 64."""
+    if max_batch_size <= 64:
+        return list(range(1, max_batch_size + 1))
+    sizes = [1 << i for i in range(max_batch_size.bit_length()) if 1 << i < max_batch_size]
+    return [*sizes, max_batch_size]
+
+
+def _spec_text(specs: tuple[TensorSpec, ...]) -> str:
+    return ", ".join(s.render() for s in specs)
+
+
+class ModelRuntime:
+    """One model: its handler, its declared tensors, its batcher and its readiness."""
+
+    def __init__(self, config: ModelConfig, metrics: Metrics) -> None:
+        self.config = config
+        self.name = config.name
+        self.version = config.version
+        self.metrics = metrics
+        self.ready = False
+        self.device = torch.device("cpu")
+        self.inputs: tuple[TensorSpec, ...] = ()
+        self.outputs: tuple[TensorSpec, ...] = ()
+        self.platform = "python_handler"
+        self._handler: Any = None
+        self._batcher: Batcher | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._labels = (config.name,)
+        self._batched_rows = False
+
+    # --- start-up -----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load and warm up the model. Blocking: the server runs it off the event loop."""
+        started = time.perf_counter()
+        self.device = pick_device(self.config.device)
+        handler, path = resolve_model(self.config)
+        try:
+            handler.load(path, self.device)
+        except LoadError:
+            raise
+        except Exception as exc:  # a handler's load() may raise anything
+            raise LoadError(f"{type(handler).__name__}.load() failed: {exc!r}") from exc
+        self._handler = handler
+        if isinstance(handler, TorchModelHandler):
+            self.platform = "pytorch_export" if path.suffix == ".pt2" else "pytorch_torchscript"
+            self.inputs = handler.inputs
+            self._batched_rows = True
+        else:
+            self.inputs = self.config.inputs or declared_specs(handler, "inputs")
+            self.outputs = declared_specs(handler, "outputs")
+        if not self.inputs:
+            raise LoadError(
+                f"{type(handler).__name__} declares no inputs; give it an `inputs` attribute "
+                "such as ['text:BYTES:-1']"
+            )
+        self._warm_up()
+        self.metrics.load_seconds.set(self._labels, time.perf_counter() - started)
+        log.info(
+            "model %r loaded on %s in %.2f s; inputs %s; outputs %s",
+            self.name,
+            self.device,
+            time.perf_counter() - started,
+            _spec_text(self.inputs),
+            _spec_text(self.outputs),
+        )
+
+    def _warm_up(self) -> None:
+        handler = self._handler
+        custom = getattr(handler, "warmup_inputs", None)
+        samples = custom() if callable(custom) else [synthetic_inputs(self.inputs, rows=1)]
+        for size in warmup_sizes(self.config.max_batch_size):
+            items = [handler.preprocess(samples[i % len(samples)]) for i in range(size)]
+            results = handler.predict(items)
+            if len(results) != size:
+                raise LoadError(
+                    f"{type(handler).__name__}.predict returned {len(results)} results for a "
+                    f"batch of {size}; it must return one per item"
+                )
+            first = handler.postprocess(results[0])
+            if isinstance(handler, TorchModelHandler) and not self.outputs:
+                handler.describe_outputs(first)
+                self.outputs = handler.outputs
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def start(self) -> None:
+        """Start batching; call on the event loop once `load` has finished."""
+        threaded = self.config.predict_thread
+        if threaded is None:
+            # A GPU model runs on its own thread so the loop decodes the next batch meanwhile;
+            # on the CPU the hop costs more than it saves.
+            threaded = self.device.type == "cuda"
+        if threaded:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"predict-{self.name}")
+        self._batcher = Batcher(
+            self.name,
+            self._handler.predict,
+            max_batch_size=self.config.max_batch_size,
+            max_delay_s=self.config.max_delay_ms / 1000,
+            queue_limit=self.config.max_queue,
+            executor=self._executor,
+            observe_batch=self._observe_batch,
+        )
+        self._batcher.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._batcher is not None:
+            await self._batcher.stop()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def _observe_batch(self, rows: int) -> None:
+        self.metrics.batch_size.observe(self._labels, rows)
+
+    # --- serving ------------------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        return 0 if self._batcher is None else len(self._batcher.queue)
+
+    def arriving(self, delta: int) -> None:
+        """Count a request that is being decoded, so the batcher knows more is on its way."""
+        if self._batcher is not None:
+            self._batcher.queue.arriving += delta
+
+    async def infer(self, request: InferRequest) -> dict[str, Any]:
+        """Run one request through the pipeline and return its named outputs."""
+        batcher = self._batcher
+        if batcher is None or not self.ready:
+            raise Unavailable(f"model {self.name!r} is not ready yet")
+        inputs, rows = self._check_inputs(request)
+        item = self._handler.preprocess(inputs)
+        rows_of = getattr(self._handler, "rows", None)
+        if rows_of is not None:
+            rows = rows_of(item)
+        result = await batcher.submit(item, rows, self.config.timeout_s)
+        outputs: dict[str, Any] = self._handler.postprocess(result)
+        return outputs
+
+    def _check_inputs(self, request: InferRequest) -> tuple[dict[str, Any], int]:
+        given = {t.name: t for t in request.inputs}
+        if len(given) != len(request.inputs):
+            raise BadRequest("an input name appears twice in the request")
+        unknown = sorted(set(given) - {s.name for s in self.inputs})
+        if unknown:
+            raise BadRequest(
+                f"model {self.name!r} has no input {unknown[0]!r}; its inputs are "
+                f"{_spec_text(self.inputs)}"
+            )
+        values: dict[str, Any] = {}
+        rows = 1
+        for spec in self.inputs:
+            tensor = given.get(spec.name)
+            if tensor is None:
+                raise BadRequest(f"missing input {spec.name!r}: expected {spec.render()}")
+            if tensor.datatype != spec.datatype:
+                raise BadRequest(
+                    f"input {spec.name!r} is {tensor.datatype}; expected {spec.datatype} "
+                    f"({spec.render()})"
+                )
+            if len(tensor.shape) != len(spec.shape) or any(
+                want != -1 and want != got
+                for want, got in zip(spec.shape, tensor.shape, strict=True)
+            ):
+                raise BadRequest(
+                    f"input {spec.name!r} has shape {list(tensor.shape)}; expected "
+                    f"{list(spec.shape)} (-1 is any size)"
+                )
+            values[spec.name] = tensor.data
+        if self._batched_rows:
+            dims = {t.shape[0] for t in request.inputs if t.shape}
+            if len(dims) > 1:
+                raise BadRequest(f"inputs disagree on the batch dimension: {sorted(dims)}")
+            rows = dims.pop() if dims else 1
+            if rows < 1:
+                raise BadRequest("the batch dimension of the inputs is 0; send at least one sample")
+            if rows > self.config.max_batch_size:
+                raise BadRequest(
+                    f"the request holds {rows} samples; model {self.name!r} takes at most "
+                    f"{self.config.max_batch_size} per request (its max_batch_size)"
+                )
+        return values, rows
+
+    def metadata(self) -> dict[str, Any]:
+        """The V2 model metadata document."""
+
+        def tensors(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
+            return [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in specs]
+
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": self.platform,
+            "inputs": tensors(self.inputs),
+            "outputs": tensors(self.outputs),
+            "parameters": {
+                "max_batch_size": self.config.max_batch_size,
+                "max_delay_ms": self.config.max_delay_ms,
+                "device": str(self.device),
+            },
+        }
