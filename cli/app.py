@@ -15,6 +15,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from fermion.cli.console import err
+from fermion.cli.serve import serve
 from fermion.cli.shapes import shapes
 from fermion.cli.validate import validate
 from fermion.stacks.errors import FermionError
@@ -78,6 +79,7 @@ def _root(
 
 app.command("validate", rich_help_panel="Environments")(validate)
 app.command("shapes", rich_help_panel="Environments")(shapes)
+app.command("serve", rich_help_panel="Models")(serve)
 
 
 def main() -> None:

@@ -14,9 +14,10 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import (
     ConfigError,
@@ -27,12 +28,15 @@ from .config import (
     tokens_from_environment,
 )
 
+if TYPE_CHECKING:
+    from .app import ServingApp
+
 log = logging.getLogger("fermion.server")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "fermion-server") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="fermion-server",
+        prog=prog,
         description="Serve a torch model over the Open Inference Protocol (KServe V2) REST API.",
     )
     p.add_argument(
@@ -169,8 +173,13 @@ def _serve_workers(config: ServerConfig) -> int:
     return max((w.exitcode or 0) for w in workers)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+def main(
+    argv: Sequence[str] | None = None,
+    on_ready: Callable[[ServingApp], None] | None = None,
+    prog: str = "fermion-server",
+) -> int:
+    """Parse options and serve; `on_ready` runs once every model is warm (one worker only)."""
+    parser = _parser(prog)
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
@@ -183,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve_workers(config)
     from .serve import run
 
-    return run(config)
+    return run(config, on_ready)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ class ServingApp:
         self.in_flight = 0
         self.load_error: str | None = None
         self.on_load_failure: Callable[[], None] = lambda: None
+        self.on_ready: Callable[[ServingApp], None] = lambda app: None
         self._tokens = tuple(t.encode() for t in config.auth_tokens)
         self._loader: asyncio.Task[None] | None = None
 
@@ -80,6 +81,7 @@ class ServingApp:
                 return
             runtime.start()
         log.info("ready: %s", ", ".join(self.models))
+        self.on_ready(self)
 
     async def shutdown(self) -> None:
         if self._loader is not None and not self._loader.done():

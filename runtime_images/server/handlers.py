@@ -245,8 +245,31 @@ def resolve_model(config: ModelConfig) -> tuple[Any, Path]:
         cls = load_handler_class(config.handler, model_dir)
         return cls(), path
     if path.is_dir():
+        if (path / "handler.py").is_file() and config.format in ("auto", "handler"):
+            cls = load_handler_class(f"handler.py:{_handler_class_name(path / 'handler.py')}", path)
+            return cls(), path
         path = _single_model_file(path)
     return TorchModelHandler(path, config), path
+
+
+def _handler_class_name(file: Path) -> str:
+    """The one class in a handler file that has the four hooks."""
+    import ast
+
+    tree = ast.parse(file.read_text(encoding="utf-8"))
+    hooks = {"load", "preprocess", "predict", "postprocess"}
+    found = [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+        and hooks <= {f.name for f in node.body if isinstance(f, ast.FunctionDef)}
+    ]
+    if len(found) != 1:
+        raise LoadError(
+            f"{file} holds {len(found)} handler classes ({', '.join(found) or 'none'}); name "
+            "one with --handler handler.py:CLASS"
+        )
+    return found[0]
 
 
 def _single_model_file(folder: Path) -> Path:

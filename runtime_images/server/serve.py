@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -54,8 +55,12 @@ class FermionServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def build_server(config: ServerConfig) -> FermionServer:
+def build_server(
+    config: ServerConfig, on_ready: Callable[[ServingApp], None] | None = None
+) -> FermionServer:
     app = ServingApp(config)
+    if on_ready is not None:
+        app.on_ready = on_ready
     uv_config = uvicorn.Config(
         app,
         host=config.host,
@@ -90,8 +95,8 @@ def _fast_stack() -> dict[str, Any]:
     return options
 
 
-def run(config: ServerConfig) -> int:
+def run(config: ServerConfig, on_ready: Callable[[ServingApp], None] | None = None) -> int:
     """Serve until told to stop; the process's exit code."""
-    server = build_server(config)
+    server = build_server(config, on_ready)
     server.run()
     return server.exit_code
