@@ -25,3 +25,16 @@ def dev() -> dict[str, Any]:
 @pytest.fixture
 def prod() -> dict[str, Any]:
     return environment_data("prod")
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The runtime's test models, built once per session."""
+    from .runtime.models import build
+
+    return build(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -19,6 +20,7 @@ from .errors import BadRequest, LoadError, Unavailable
 from .handlers import TorchModelHandler, declared_specs, resolve_model, synthetic_inputs
 from .metrics import Metrics
 from .protocol import InferRequest
+from .storage import materialize
 
 log = logging.getLogger("fermion.server")
 
@@ -70,7 +72,8 @@ class ModelRuntime:
         """Load and warm up the model. Blocking: the server runs it off the event loop."""
         started = time.perf_counter()
         self.device = pick_device(self.config.device)
-        handler, path = resolve_model(self.config)
+        local = materialize(self.config.path)
+        handler, path = resolve_model(replace(self.config, path=str(local)))
         try:
             handler.load(path, self.device)
         except LoadError:

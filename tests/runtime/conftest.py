@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 
-from .models import build
-
 SERVER = "fermion.runtime_images.server"
 
 
@@ -113,16 +111,6 @@ def wait_until_ready(server: Server, timeout: float = 60) -> None:
         time.sleep(0.05)
     server.stop()
     raise AssertionError(f"server not ready after {timeout} s:\n{server.output()}")
-
-
-@pytest.fixture(scope="session")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return build(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="session")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("logs")
 
 
 @pytest.fixture(scope="module")

@@ -107,6 +107,20 @@ class Affine(torch.nn.Module):
         return x * 2 + 1
 
 
+class SlowAffine(torch.nn.Module):
+    """Affine, after tens of milliseconds of matrix work, so concurrent requests must queue."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(600, 600), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        burn = self.weight
+        for _ in range(8):
+            burn = torch.mm(burn, self.weight) / 600.0
+        return x * 2 + 1 + 0 * burn.mean()
+
+
 class TwoHeads(torch.nn.Module):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return a + b.sum(dim=1, keepdim=True), (a * 0).to(torch.int64)
@@ -119,6 +133,8 @@ def build(folder: Path) -> dict[str, Path]:
     paths = {}
     paths["affine"] = folder / "affine.pt"
     torch.jit.script(Affine()).save(str(paths["affine"]))
+    paths["slow_affine"] = folder / "slow_affine.pt"
+    torch.jit.script(SlowAffine()).save(str(paths["slow_affine"]))
     paths["two_heads"] = folder / "two_heads.pt"
     torch.jit.script(TwoHeads()).save(str(paths["two_heads"]))
     mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
