@@ -24,6 +24,8 @@ class EmbeddingHandler:
 
     def load(self, model_dir: Path, device: torch.device) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        # One tokenizer thread: the server already batches, and a pod has few cores.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         from transformers import AutoModel, AutoTokenizer
 
         if (model_dir / "config.json").is_file():

@@ -21,7 +21,7 @@ from .errors import ModelError, Overloaded, Timeout
 log = logging.getLogger("fermion.server")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Work:
     """One request's item waiting for a batch, and the future its answer goes to."""
 

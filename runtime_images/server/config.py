@@ -27,7 +27,7 @@ class ConfigError(ValueError):
     """A serving setting that is missing or malformed; the message says which and how to fix it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorSpec:
     """A named tensor with its V2 datatype and shape; -1 marks a variable dimension."""
 
@@ -68,7 +68,7 @@ def parse_tensor_spec(text: str) -> TensorSpec:
     return TensorSpec(match.group("name"), dtype, tuple(dims))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     """One model to serve."""
 
@@ -110,7 +110,7 @@ class ModelConfig:
             raise ConfigError(f"input names must be unique: {', '.join(names)}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """The server process: where it listens, its limits, and the models it serves."""
 

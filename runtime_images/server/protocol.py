@@ -17,7 +17,7 @@ from .tensors import datatype, from_binary, from_json, to_binary, to_json_data
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InputTensor:
     """One decoded input tensor."""
 
@@ -27,7 +27,7 @@ class InputTensor:
     data: Any  # numpy array, or a torch tensor for BF16
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestedOutput:
     """An output the client asked for by name, and whether it wants it as binary data."""
 
@@ -35,7 +35,7 @@ class RequestedOutput:
     binary: bool | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InferRequest:
     """A decoded infer request."""
 
@@ -50,7 +50,7 @@ class InferRequest:
         return "binary" if self.binary_input else "json"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EncodedResponse:
     """A response body, and the JSON header's length when binary data follows it."""
 

@@ -72,6 +72,8 @@ def build_server(
         timeout_graceful_shutdown=max(1, int(config.grace_period_s)),
         server_header=False,
         date_header=False,
+        # No proxy-header rewriting: the server never reads the client's address.
+        proxy_headers=False,
         **_fast_stack(),
     )
     return FermionServer(uv_config, app, config.grace_period_s)

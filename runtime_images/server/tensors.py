@@ -18,7 +18,7 @@ from .errors import BadRequest
 Array = np.ndarray[Any, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Datatype:
     """A V2 datatype: its numpy and torch forms, and its width in bytes (0 for BYTES)."""
 
@@ -49,6 +49,7 @@ DATATYPES: dict[str, Datatype] = {
     )
 }
 _BY_TORCH = {d.torch: d for d in DATATYPES.values() if d.torch is not None}
+_BY_NUMPY = {d.numpy: d for d in DATATYPES.values() if d.numpy is not None}
 _LITTLE: Literal["<"] = "<"
 
 
@@ -67,12 +68,12 @@ def datatype_of(value: torch.Tensor | Array) -> Datatype:
         if found is None:
             raise TypeError(f"torch dtype {value.dtype} has no V2 datatype")
         return found
-    if value.dtype == object:
-        return DATATYPES["BYTES"]
-    for d in DATATYPES.values():
-        if d.numpy is not None and d.numpy == value.dtype:
-            return d
-    raise TypeError(f"numpy dtype {value.dtype} has no V2 datatype")
+    found = _BY_NUMPY.get(
+        value.dtype.newbyteorder("=") if value.dtype.byteorder == ">" else value.dtype
+    )
+    if found is None:
+        raise TypeError(f"numpy dtype {value.dtype} has no V2 datatype")
+    return found
 
 
 def element_count(shape: tuple[int, ...]) -> int:
