@@ -1,5 +1,5 @@
 # Two targets do all the setup on a fresh machine:
-#   make demo   creates .venv and runs fermion's main job on the shipped `dev` environment
+#   make demo   creates .venv, checks the shipped `dev` environment, and serves the example model
 #   make test   creates .venv and runs ruff, mypy and the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/fermion validate dev
 	$(BIN)/fermion shapes
+	$(BIN)/python examples/classifier/build.py build/classifier
+	$(BIN)/python examples/classifier/demo.py build/classifier/classifier.pt
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -34,4 +36,4 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 clean:
-	rm -rf $(VENV) .typecheck .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .typecheck .mypy_cache .ruff_cache .pytest_cache build

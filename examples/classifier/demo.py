@@ -1,0 +1,96 @@
+"""Serve the example classifier with `fermion serve`, ask it about three images, and stop it.
+
+    python examples/classifier/demo.py build/classifier/classifier.pt
+
+This is what `make demo` runs: a real server process, real HTTP requests in the V2 protocol,
+and a clean SIGTERM shutdown.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+LABELS = ("red", "green", "blue")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _image(channel: int) -> list[float]:
+    pixels = 64 * 64
+    data = [0.2] * (3 * pixels)
+    data[channel * pixels : (channel + 1) * pixels] = [0.8] * pixels
+    return data
+
+
+def main(model: Path) -> int:
+    port = _free_port()
+    fermion = Path(sys.executable).with_name("fermion")
+    server = subprocess.Popen(
+        [
+            str(fermion),
+            "serve",
+            str(model),
+            "--input",
+            "input__0:FP32:-1,3,64,64",
+            "--port",
+            str(port),
+        ],
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                print("the server did not become ready", file=sys.stderr)  # noqa: T201
+                return 1
+            time.sleep(0.2)
+        for channel, label in enumerate(LABELS):
+            body = {
+                "inputs": [
+                    {
+                        "name": "input__0",
+                        "shape": [1, 3, 64, 64],
+                        "datatype": "FP32",
+                        "data": _image(channel),
+                    }
+                ]
+            }
+            request = urllib.request.Request(
+                f"{base}/v2/models/classifier/infer",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                logits = json.load(answer)["outputs"][0]["data"]
+            guess = LABELS[max(range(3), key=lambda i: logits[i])]
+            print(f"a mostly {label} image -> {guess}  (logits {[round(v, 3) for v in logits]})")  # noqa: T201
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=30)
+    print(f"server stopped on SIGTERM with exit code {code}")  # noqa: T201
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(
+        main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("build/classifier/classifier.pt"))
+    )
