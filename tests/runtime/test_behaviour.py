@@ -302,3 +302,18 @@ def test_out_of_range_numbers_exit_2(flag: str) -> None:
         timeout=60,
     )
     assert done.returncode == 2, done.stderr
+
+
+@pytest.mark.parametrize(("precision", "datatype"), [("fp16", "FP16"), ("bf16", "FP32")])
+def test_half_precision(models: dict[str, Path], logs: Path, precision: str, datatype: str) -> None:
+    # FP32 inputs are cast for the model; BF16 outputs widen to FP32 in JSON (JSON has no bf16).
+    server = start_server(
+        [str(models["affine"]), "--input", "input__0:FP32:-1,4", "--precision", precision], logs
+    )
+    try:
+        answer = server.infer("affine", {"inputs": [v2_input("input__0", [1, 2, 3, 4], [1, 4])]})
+        out = answer.json()["outputs"][0]
+        assert out["datatype"] == datatype
+        assert out["data"] == [3, 5, 7, 9]
+    finally:
+        server.stop()
