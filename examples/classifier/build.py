@@ -40,6 +40,14 @@ class ColourClassifier(nn.Module):
         return self.head(self.pool(x).flatten(1))
 
 
+def sample_image(channel: int, bright: float = 0.8, dim: float = 0.2) -> list[float]:
+    """A flat 3x64x64 image, brightest in `channel` (0 red, 1 green, 2 blue), as V2 JSON data."""
+    pixels = 64 * 64
+    data = [dim] * (3 * pixels)
+    data[channel * pixels : (channel + 1) * pixels] = [bright] * pixels
+    return data
+
+
 def build(out_dir: Path) -> Path:
     """Write classifier.pt into `out_dir` and return its path."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-LABELS = ("red", "green", "blue")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build import LABELS, sample_image  # the script's own folder
 
 
 def _free_port() -> int:
@@ -26,13 +27,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def _image(channel: int) -> list[float]:
-    pixels = 64 * 64
-    data = [0.2] * (3 * pixels)
-    data[channel * pixels : (channel + 1) * pixels] = [0.8] * pixels
-    return data
 
 
 def main(model: Path) -> int:
@@ -70,7 +64,7 @@ def main(model: Path) -> int:
                         "name": "input__0",
                         "shape": [1, 3, 64, 64],
                         "datatype": "FP32",
-                        "data": _image(channel),
+                        "data": sample_image(channel),
                     }
                 ]
             }

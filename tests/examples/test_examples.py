@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,30 +21,28 @@ from ..runtime.conftest import Server, free_port, start_server, v2_input
 EXAMPLES = REPO / "examples"
 
 
-def _build_classifier(out: Path) -> Path:
+def _classifier_module() -> Any:
     spec = importlib.util.spec_from_file_location(
         "classifier_build", EXAMPLES / "classifier" / "build.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    path: Path = module.build(out)
+    return module
+
+
+def _build_classifier(out: Path) -> Path:
+    path: Path = _classifier_module().build(out)
     return path
-
-
-def _image(channel: int) -> list[float]:
-    pixels = 64 * 64
-    data = [0.1] * (3 * pixels)
-    data[channel * pixels : (channel + 1) * pixels] = [0.9] * pixels
-    return data
 
 
 def test_classifier_names_the_dominant_colour(tmp_path: Path) -> None:
     path = _build_classifier(tmp_path)
+    image = _classifier_module().sample_image
     server = start_server([str(path), "--input", "input__0:FP32:-1,3,64,64"], tmp_path)
     try:
         for channel in range(3):
-            body = {"inputs": [v2_input("input__0", _image(channel), [1, 3, 64, 64])]}
+            body = {"inputs": [v2_input("input__0", image(channel), [1, 3, 64, 64])]}
             answer = server.infer("classifier", body)
             assert answer.status == 200, answer.body
             logits = answer.json()["outputs"][0]["data"]

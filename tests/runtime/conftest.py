@@ -86,12 +86,13 @@ def start_server(
     port = free_port()
     log = log_dir / f"server-{port}.log"
     command = [sys.executable, "-m", SERVER, *args, "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(
-        command,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-    )
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        )
     server = Server(process, port, log)
     if wait_ready:
         wait_until_ready(server)
