@@ -175,6 +175,7 @@ class ServingApp:
     def _refresh_gauges(self) -> None:
         for name, runtime in self.models.items():
             self.metrics.queue_depth.set((name,), runtime.queue_depth)
+            self.metrics.in_flight.set((name,), runtime.in_flight)
 
     def _find_model(self, name: str, version: str | None) -> ModelRuntime:
         runtime = self.models.get(name)
@@ -226,6 +227,7 @@ class ServingApp:
         protocol = "json" if header_length is None else "binary"
         code = 500
         self.in_flight += 1
+        runtime.in_flight += 1
         runtime.arriving(1)
         arriving = True
         try:
@@ -248,6 +250,7 @@ class ServingApp:
             if arriving:
                 runtime.arriving(-1)
             self.in_flight -= 1
+            runtime.in_flight -= 1
             labels = (runtime.name,)
             self.metrics.requests.inc((runtime.name, str(code), protocol))
             self.metrics.latency.observe(labels, time.perf_counter() - started)

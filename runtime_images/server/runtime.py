@@ -56,6 +56,7 @@ class ModelRuntime:
         self.version = config.version
         self.metrics = metrics
         self.ready = False
+        self.in_flight = 0  # requests between arrival and answer, counted by the app
         self.device = torch.device("cpu")
         self.inputs: tuple[TensorSpec, ...] = ()
         self.outputs: tuple[TensorSpec, ...] = ()

@@ -229,11 +229,14 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(
     with ThreadPoolExecutor(8) as pool:
         in_flight = [pool.submit(server.infer, "slow", body) for _ in range(8)]
         time.sleep(0.2)  # let them arrive
+        gauges = server.request("GET", "/metrics").body.decode()
         server.process.send_signal(signal.SIGTERM)
         time.sleep(0.1)
         ready = server.request("GET", "/v2/health/ready")
         late = server.infer("slow", body)
         answers = [f.result() for f in in_flight]
+    in_flight = re.search(r'fermion_in_flight\{model="slow"\} (\d+)', gauges)
+    assert in_flight is not None and int(in_flight.group(1)) >= 1
     assert ready.status == 503
     assert "shutting down" in ready.json()["error"]
     assert late.status == 503 and late.headers.get("retry-after") == "1"

@@ -54,8 +54,14 @@ def test_metrics_count_requests_by_code(affine: Server) -> None:
     text = affine.request("GET", "/metrics").body.decode()
     assert 'fermion_requests_total{model="affine",code="200",protocol="json"}' in text
     assert 'fermion_requests_total{model="affine",code="400",protocol="json"}' in text
-    for name in ("fermion_request_duration_seconds_bucket", "fermion_batch_size_bucket",
-                 "fermion_queue_depth", "fermion_model_load_seconds"):  # fmt: skip
+    names = (
+        "fermion_request_duration_seconds_bucket",
+        "fermion_batch_size_bucket",
+        "fermion_queue_depth",
+        "fermion_in_flight",
+        "fermion_model_load_seconds",
+    )
+    for name in names:
         assert name in text, name
 
 
