@@ -154,3 +154,18 @@ def cidr_text(value: object) -> object:
     if not isinstance(value, str | ipaddress.IPv4Network):
         raise ValueError("write a CIDR block as text, e.g. 10.0.0.0/16")
     return value
+
+
+_PIP_REQUIREMENT = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?((==|>=|<=|~=|!=|<|>)[A-Za-z0-9.*+!_-]+"
+    r"(,(==|>=|<=|~=|!=|<|>)[A-Za-z0-9.*+!_-]+)*)?$"
+)
+
+
+def pip_requirement(text: str) -> str:
+    if not _PIP_REQUIREMENT.match(text):
+        raise ValueError(
+            "write a package as NAME, NAME==VERSION or NAME[extra]>=VERSION, e.g. "
+            "transformers==5.23.0"
+        )
+    return text

@@ -172,6 +172,7 @@ class ServiceSpec(_Spec):
     inputs: list[Annotated[str, AfterValidator(formats.tensor_spec)]] = []
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     env: Annotated[dict[str, str], AfterValidator(formats.env_vars)] = {}
+    pip_packages: list[Annotated[str, AfterValidator(formats.pip_requirement)]] = []
     public: bool = False
 
 

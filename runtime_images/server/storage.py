@@ -24,7 +24,18 @@ def cache_root() -> Path:
 
 
 def materialize(location: str, cache: Path | None = None) -> Path:
-    """A local path holding the model at `location`, fetched from S3 when needed and verified."""
+    """A local path holding the model at `location`, fetched from S3 when needed and verified.
+
+    `location` may name environment variables, as in `${FERMION_MODEL_URI}`: a runtime image
+    built once serves whatever model version its deployment points it at.
+    """
+    expanded = os.path.expandvars(location)
+    if "$" in expanded:
+        raise LoadError(
+            f"model path {location!r} names an environment variable that is not set; set it "
+            "to the model's s3:// URI or local path"
+        )
+    location = expanded
     if location.startswith("s3://"):
         path = _fetch_s3(location, cache_root() if cache is None else cache)
     else:

@@ -1,0 +1,221 @@
+"""`fermion image`: the runtime image catalog, build contexts, and local builds."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from fermion.cli.console import out, print_json
+from fermion.cli.validate import StacksDir
+from fermion.stacks.errors import FermionError
+
+if TYPE_CHECKING:
+    from fermion.runtime_images.render import RenderedContext
+
+app = typer.Typer(
+    name="image",
+    help="Runtime images: list the catalog, render build contexts, build them with Docker.",
+    no_args_is_help=True,
+)
+
+
+class ImageOptionsError(FermionError):
+    """Options of `fermion image render` that do not go together."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f"{problem}. Use `fermion image render SERVICE --env ENV -o DIR` for a service of an "
+            "environment, or `fermion image render --image torch-cpu --model PATH -o DIR` for a "
+            "local model"
+        )
+
+
+class NoDockerError(FermionError):
+    """There is no Docker engine to build with."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"no Docker engine is available ({detail}). Install Docker with BuildKit and start "
+            "it, or build the rendered context elsewhere: `fermion image render ... -o DIR`, "
+            "then `docker buildx build DIR`"
+        )
+
+
+@app.command("list")
+def list_images(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as JSON.")] = False,
+) -> None:
+    """List the runtime images in the catalog."""
+    from fermion.runtime_images.catalog import image_names, load_image
+
+    images = [load_image(name) for name in image_names()]
+    if as_json:
+        print_json([image.model_dump(mode="json") for image in images])
+        return
+    for image in images:
+        out.print(f"[bold]{image.name}[/]  {image.description}")
+        out.print(f"  base   {image.base.reference}", soft_wrap=True)
+        out.print(
+            f"  python {image.python}, torch {image.torch.version} from {image.torch.index_url}"
+        )
+
+
+Output = Annotated[Path, typer.Option("--output", "-o", help="Folder to write the context into.")]
+
+
+def _render(
+    service: str | None,
+    env: str | None,
+    stacks_dir: Path | None,
+    image: str | None,
+    model: Path | None,
+    inputs: list[str] | None,
+    handler: str | None,
+    name: str | None,
+    output: Path,
+    template_dir: Path | None,
+) -> RenderedContext:
+    from fermion.runtime_images.render import model_config, render
+    from fermion.runtime_images.server.config import ConfigError, ModelConfig, parse_tensor_spec
+
+    if service is not None:
+        if env is None:
+            raise ImageOptionsError(f"service {service!r} needs --env")
+        if model is not None or inputs or handler or name:
+            raise ImageOptionsError("--model, --input, --handler and --name go with --image")
+        from fermion.stacks.environment import load_environment
+
+        spec = load_environment(env, stacks_dir)
+        found = next((s for s in spec.services if s.name == service), None)
+        if found is None:
+            known = ", ".join(s.name for s in spec.services) or "none"
+            raise ImageOptionsError(
+                f"environment {env!r} has no service {service!r} (it has: {known})"
+            )
+        return render(
+            image or spec.image_for(found),
+            model_config(found),
+            output,
+            template_dir=template_dir,
+            pip_packages=tuple(found.pip_packages),
+        )
+    if image is None or model is None:
+        raise ImageOptionsError("give a SERVICE with --env, or both --image and --model")
+    try:
+        config = ModelConfig(
+            name=name if name is not None else (model.stem or "model"),
+            path=str(model),
+            inputs=tuple(parse_tensor_spec(t) for t in inputs or []),
+            handler=handler,
+            format="handler" if handler is not None else "auto",
+        )
+    except ConfigError as exc:
+        raise ImageOptionsError(str(exc)) from None
+    return render(image, config, output, template_dir=template_dir, bake_model=model)
+
+
+@app.command("render")
+def render_command(
+    service: Annotated[
+        str | None, typer.Argument(help="A service of the environment given by --env.")
+    ] = None,
+    output: Output = Path("build/context"),
+    env: Annotated[str | None, typer.Option(help="Environment that holds SERVICE.")] = None,
+    stacks_dir: StacksDir = None,
+    image: Annotated[
+        str | None,
+        typer.Option(help="Runtime image (torch-cpu, torch-cuda12). Default: by the shape."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="A local model file or folder to bake into the image.")
+    ] = None,
+    inputs: Annotated[
+        list[str] | None, typer.Option("--input", help="NAME:DTYPE:SHAPE, with --model.")
+    ] = None,
+    handler: Annotated[str | None, typer.Option(help="FILE.py:CLASS, with --model.")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name, with --model.")] = None,
+    template_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your templates; a Dockerfile.j2 there may extend fermion/Dockerfile.j2."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print tag and files as JSON.")] = False,
+) -> None:
+    """Write a build context (Dockerfile, requirements, serving.json, the server) and its tag."""
+    context = _render(
+        service, env, stacks_dir, image, model, inputs, handler, name, output, template_dir
+    )
+    if as_json:
+        print_json(
+            {
+                "image": context.image,
+                "tag": context.tag,
+                "path": str(context.path),
+                "files": list(context.files),
+            }
+        )
+        return
+    out.print(f"[bold green]rendered[/] {context.image} context into {context.path}")
+    out.print(f"  tag    {context.tag}")
+    for file in context.files:
+        out.print(f"  {file}")
+
+
+@app.command("build")
+def build_command(
+    service: Annotated[
+        str | None, typer.Argument(help="A service of the environment given by --env.")
+    ] = None,
+    env: Annotated[str | None, typer.Option(help="Environment that holds SERVICE.")] = None,
+    stacks_dir: StacksDir = None,
+    image: Annotated[str | None, typer.Option(help="Runtime image; default by the shape.")] = None,
+    model: Annotated[Path | None, typer.Option(help="A local model to bake in.")] = None,
+    inputs: Annotated[
+        list[str] | None, typer.Option("--input", help="NAME:DTYPE:SHAPE, with --model.")
+    ] = None,
+    handler: Annotated[str | None, typer.Option(help="FILE.py:CLASS, with --model.")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name, with --model.")] = None,
+    repository: Annotated[str, typer.Option(help="Image repository to tag.")] = "fermion-local",
+    template_dir: Annotated[Path | None, typer.Option(help="Your templates.")] = None,
+) -> None:
+    """Render a context and build it with `docker buildx build`, tagged with its content hash."""
+    docker = shutil.which("docker")
+    if docker is None:
+        raise NoDockerError("the docker command is not installed")
+    probe = subprocess.run(
+        [docker, "info", "--format", "{{.ServerVersion}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        detail = (probe.stderr.strip().splitlines() or ["docker info failed"])[-1]
+        raise NoDockerError(detail)
+    with tempfile.TemporaryDirectory(prefix="fermion-context-") as scratch:
+        context = _render(
+            service,
+            env,
+            stacks_dir,
+            image,
+            model,
+            inputs,
+            handler,
+            name,
+            Path(scratch) / "context",
+            template_dir,
+        )
+        reference = f"{repository}:{context.tag}"
+        out.print(f"building {reference} from {context.image}")
+        done = subprocess.run(
+            [docker, "buildx", "build", "--tag", reference, "--load", str(context.path)],
+            check=False,
+        )
+    if done.returncode != 0:
+        raise typer.Exit(done.returncode)
+    out.print(f"[bold green]built[/] {reference}")

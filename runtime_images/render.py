@@ -1,0 +1,195 @@
+"""Rendering a runtime image's build context: Dockerfile, requirements, serving config, server.
+
+The same inputs give the same bytes, file for file, and the SHA-256 over the context is the
+image tag: the tag changes exactly when something the image holds changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+import fermion.templates
+from fermion.runtime_images.catalog import ImageSpec, load_image
+from fermion.runtime_images.server.config import ModelConfig, parse_tensor_spec
+from fermion.stacks.errors import FermionError
+
+if TYPE_CHECKING:
+    from fermion.stacks.spec import ServiceSpec
+
+SERVER_DIR = Path(__file__).with_name("server")
+TEMPLATE_DIR = Path(fermion.templates.__file__).parent
+MODEL_URI_VARIABLE = "FERMION_MODEL_URI"
+TAG_LENGTH = 16
+
+
+class OutputFolderError(FermionError):
+    """An output folder that rendering would have to overwrite."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path} {problem}; pick another --output folder, or empty this one")
+
+
+class TemplateError(FermionError):
+    """A template that fails to render: a missing variable, a syntax error, a missing file."""
+
+    def __init__(self, template: str, problem: str) -> None:
+        super().__init__(
+            f"template {template}: {problem}. Fix the template (variables: image, model, "
+            "server, baked_model)"
+        )
+
+
+@dataclass(frozen=True)
+class RenderedContext:
+    """A build context on disk, its tag, and the files it holds (relative, sorted)."""
+
+    path: Path
+    tag: str
+    files: tuple[str, ...]
+    image: str
+
+
+def _environment(template_dir: Path | None) -> jinja2.Environment:
+    ours = jinja2.FileSystemLoader(str(TEMPLATE_DIR))
+    loaders: list[jinja2.BaseLoader] = []
+    if template_dir is not None:
+        loaders.append(jinja2.FileSystemLoader(str(template_dir)))
+    # A user template reaches fermion's own as "fermion/<name>" to extend it.
+    loaders += [jinja2.PrefixLoader({"fermion": ours}), ours]
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # Dockerfiles and requirements, not HTML
+    )
+
+
+def _render_template(env: jinja2.Environment, name: str, variables: Mapping[str, Any]) -> str:
+    try:
+        return env.get_template(name).render(**variables)
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(name, f"undefined variable ({exc.message})") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"{exc.name or name}:{exc.lineno}", exc.message or "syntax error"
+        ) from None
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(name, f"not found ({exc.message})") from None
+
+
+def model_config(service: ServiceSpec) -> ModelConfig:
+    """The serving runtime's settings for a service of an environment.
+
+    Without an explicit `model.uri`, the model's location is left to the deployment, which sets
+    ${FERMION_MODEL_URI} to s3://<models bucket>/<service>/<version>/: the image does not change
+    when only the bucket does.
+    """
+    return ModelConfig(
+        name=service.name,
+        path=service.model.uri if service.model.uri is not None else f"${{{MODEL_URI_VARIABLE}}}",
+        version=service.model.version,
+        format=service.model.format,
+        handler=service.model.handler,
+        inputs=tuple(parse_tensor_spec(text) for text in service.inputs),
+        max_batch_size=service.batching.max_batch_size,
+        max_delay_ms=service.batching.max_delay_ms,
+        timeout_s=service.timeout_s,
+        precision=service.precision,
+    )
+
+
+def serving_config(image: ImageSpec, model: ModelConfig, grace_period_s: float) -> dict[str, Any]:
+    """The serving.json the image's server reads."""
+    model_fields = asdict(model)
+    model_fields["inputs"] = [spec.render() for spec in model.inputs]
+    model_fields = {k: v for k, v in model_fields.items() if v is not None}
+    return {
+        "host": "0.0.0.0",  # a pod's server listens on the pod's address
+        "port": image.port,
+        "grace_period_s": grace_period_s,
+        "models": [model_fields],
+    }
+
+
+def render(
+    image: ImageSpec | str,
+    model: ModelConfig,
+    out_dir: Path,
+    *,
+    template_dir: Path | None = None,
+    bake_model: Path | None = None,
+    grace_period_s: float = 30.0,
+    pip_packages: tuple[str, ...] = (),
+) -> RenderedContext:
+    """Write the build context for serving `model` on `image` into `out_dir` (emptied first).
+
+    With `bake_model`, that file or folder is copied into the image and served from there;
+    otherwise the server fetches `model.path` (an s3:// URI, or ${FERMION_MODEL_URI}) at start.
+    `pip_packages` are what a handler needs beyond the runtime (a tokenizer library, say).
+    """
+    spec = load_image(image) if isinstance(image, str) else image
+    if bake_model is not None:
+        if not bake_model.exists():
+            raise TemplateError("model", f"{bake_model} does not exist")
+        target = "/srv/fermion/model" + (f"/{bake_model.name}" if bake_model.is_file() else "")
+        model = replace(model, path=target)
+    env = _environment(template_dir)
+    variables = {
+        "image": spec,
+        "model": model,
+        "baked_model": bake_model is not None,
+        "server": {"grace_period_s": grace_period_s},
+        "pip_packages": (*spec.pip_packages, *pip_packages),
+    }
+    files: dict[str, bytes] = {
+        "Dockerfile": _render_template(env, "Dockerfile.j2", variables).encode(),
+        "requirements.txt": _render_template(env, "requirements.txt.j2", variables).encode(),
+        "serving.json": (
+            json.dumps(serving_config(spec, model, grace_period_s), indent=2, sort_keys=True) + "\n"
+        ).encode(),
+    }
+    for source in sorted(SERVER_DIR.glob("*.py")):
+        files[f"server/{source.name}"] = source.read_bytes()
+    if bake_model is not None:
+        sources = [bake_model] if bake_model.is_file() else sorted(bake_model.rglob("*"))
+        root = bake_model.parent if bake_model.is_file() else bake_model
+        for source in sources:
+            if source.is_file() and "__pycache__" not in source.parts:
+                files[f"model/{source.relative_to(root).as_posix()}"] = source.read_bytes()
+    return _write(out_dir, files, spec.name)
+
+
+def context_tag(files: Mapping[str, bytes]) -> str:
+    """The SHA-256 over every file's path and bytes, in path order: the image tag."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        data = files[name]
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()[:TAG_LENGTH]
+
+
+def _write(out_dir: Path, files: Mapping[str, bytes], image: str) -> RenderedContext:
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise OutputFolderError(out_dir, "exists and is not a folder")
+        if any(out_dir.iterdir()) and not (out_dir / "serving.json").is_file():
+            # Refuse to empty a folder that is not a rendered context: nothing stored is lost.
+            raise OutputFolderError(out_dir, "is not empty and holds no rendered context")
+        shutil.rmtree(out_dir)
+    for name, data in files.items():
+        path = out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(0o644)
+    return RenderedContext(out_dir, context_tag(files), tuple(sorted(files)), image)
