@@ -1,23 +1,33 @@
-"""`fermion serve TARGET`: run the serving runtime locally, exactly as a runtime image runs it."""
+"""`fermion serve TARGET`: run the serving runtime locally, exactly as a runtime image runs it.
+
+It renders the same build context an image is built from (serving.json and the server's code),
+then starts `python -m server --config serving.json` inside it, as the image's entrypoint does;
+only the model stays where it is instead of being fetched or baked in.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from fermion.cli.console import out
 from fermion.stacks.errors import FermionError
 
-if TYPE_CHECKING:
-    from fermion.runtime_images.server.app import ServingApp
-
 _SERVE_MODULES = ("torch", "numpy", "orjson", "uvicorn")
 _INLINE_ELEMENTS = 16
+_READY_TIMEOUT_S = 600.0
 
 
 class ServeDependencyError(FermionError):
@@ -28,6 +38,13 @@ class ServeDependencyError(FermionError):
             f"fermion serve needs {', '.join(missing)}, which this environment lacks. Install "
             "the serving extra: pip install 'fermion[serve]'"
         )
+
+
+class ServeOptionsError(FermionError):
+    """Options of `fermion serve` that the serving runtime rejects."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"{problem}. See `fermion serve --help`")
 
 
 def serve(
@@ -64,54 +81,105 @@ def serve(
     ] = "auto",
     workers: Annotated[int, typer.Option(help="Server processes sharing the port.")] = 1,
     timeout_s: Annotated[float, typer.Option(help="Per-request time limit (504 after).")] = 30.0,
+    image: Annotated[
+        str | None, typer.Option(help="Runtime image whose context to run. Default: by device.")
+    ] = None,
+    context: Annotated[
+        Path | None,
+        typer.Option(help="Keep the rendered context in this folder (default: a temporary one)."),
+    ] = None,
 ) -> None:
     """Serve a model locally over the Open Inference Protocol (KServe V2), as the image would."""
     missing = [m for m in _SERVE_MODULES if importlib.util.find_spec(m) is None]
     if missing:
         raise ServeDependencyError(missing)
-    from fermion.runtime_images.server.__main__ import main
+    from fermion.runtime_images.render import render
+    from fermion.runtime_images.server.__main__ import default_model_name
+    from fermion.runtime_images.server.config import ConfigError, ModelConfig, parse_tensor_spec
 
-    argv = [
-        str(target),
+    if not target.exists():
+        raise ServeOptionsError(f"model path {target} does not exist")
+    try:
+        config = ModelConfig(
+            name=name if name is not None else default_model_name(str(target)),
+            path=str(target.resolve()),
+            inputs=tuple(parse_tensor_spec(text) for text in inputs or []),
+            handler=handler,
+            format="handler" if handler is not None else "auto",
+            max_batch_size=max_batch_size,
+            max_delay_ms=max_delay_ms,
+            timeout_s=timeout_s,
+            device=device,
+        )
+    except ConfigError as exc:
+        raise ServeOptionsError(str(exc)) from None
+    chosen = (
+        image
+        if image is not None
+        else ("torch-cuda12" if device.startswith("cuda") else "torch-cpu")
+    )
+    with tempfile.TemporaryDirectory(prefix="fermion-serve-") as scratch:
+        folder = context if context is not None else Path(scratch) / "context"
+        rendered = render(chosen, config, folder)
+        out.print(f"fermion serve: {target} in the {chosen} context {rendered.tag} ...")
+        code = _run(rendered.path, config.name, host, port, workers)
+    raise typer.Exit(code)
+
+
+def _run(folder: Path, model: str, host: str, port: int, workers: int) -> int:
+    command = [
+        sys.executable,
+        "-m",
+        "server",
+        "--config",
+        "serving.json",
         "--host",
         host,
         "--port",
         str(port),
-        "--max-batch-size",
-        str(max_batch_size),
-        "--max-delay-ms",
-        str(max_delay_ms),
-        "--device",
-        device,
         "--workers",
         str(workers),
-        "--timeout-s",
-        str(timeout_s),
         "--log-level",
         "warning",
     ]
-    if name is not None:
-        argv += ["--name", name]
-    if handler is not None:
-        argv += ["--handler", handler]
-    for spec in inputs or []:
-        argv += ["--input", spec]
-    out.print(f"fermion serve: loading {target} ...")
-    code = main(argv, on_ready=lambda app: _announce(app, host, port), prog="fermion serve")
-    raise typer.Exit(code)
+    # Its own session: a Ctrl-C reaches fermion serve, which passes it on once.
+    process = subprocess.Popen(command, cwd=folder, start_new_session=True)
+
+    def forward(sig: int, _frame: object) -> None:
+        if process.poll() is None:
+            process.send_signal(sig)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        base = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0', '::') else host}:{port}"
+        metadata = _wait_ready(process, base, model)
+        if metadata is not None:
+            _announce(base, model, metadata)
+        return process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _announce(app: ServingApp, host: str, port: int) -> None:
-    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
-    base = f"http://{shown}:{port}"
-    for runtime in app.models.values():
-        meta = runtime.metadata()
-        out.print(
-            f"[bold green]ready[/]: model [bold]{runtime.name}[/] at {base}/v2/models/"
-            f"{runtime.name}"
-        )
-        out.print(f"  metadata: curl {base}/v2/models/{runtime.name}")
-        out.print(f"  infer:    {example_curl(base, runtime.name, meta['inputs'])}", soft_wrap=True)
+def _wait_ready(process: subprocess.Popen[bytes], base: str, model: str) -> dict[str, Any] | None:
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2) as answer:
+                if answer.status == 200:
+                    with urllib.request.urlopen(f"{base}/v2/models/{model}", timeout=5) as meta:
+                        document: dict[str, Any] = json.load(meta)
+                        return document
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    return None
+
+
+def _announce(base: str, model: str, metadata: dict[str, Any]) -> None:
+    out.print(f"[bold green]ready[/]: model [bold]{model}[/] at {base}/v2/models/{model}")
+    out.print(f"  metadata: curl {base}/v2/models/{model}")
+    out.print(f"  infer:    {example_curl(base, model, metadata['inputs'])}", soft_wrap=True)
     out.print("Press Ctrl-C to stop; requests in flight finish first.")
 
 

@@ -87,7 +87,8 @@ def _parser(prog: str = "fermion-server") -> argparse.ArgumentParser:
     return p
 
 
-def _default_name(model: str) -> str:
+def default_model_name(model: str) -> str:
+    """A model name from its file or folder name: `classifier.pt` serves as `classifier`."""
     stem = Path(model.rstrip("/")).stem or "model"
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", stem).strip("-.") or "model"
     return name if name[0].isalnum() else f"m{name}"
@@ -100,7 +101,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     elif args.model is None:
         raise ConfigError("give a model path, or --config serving.json")
     else:
-        base = ServerConfig(models=(ModelConfig(name=_default_name(args.model), path=args.model),))
+        base = ServerConfig(
+            models=(ModelConfig(name=default_model_name(args.model), path=args.model),)
+        )
     model = base.models[0]
     if len(base.models) > 1 and any(
         v is not None for v in (args.model, args.name, args.handler, args.max_batch_size)
