@@ -1,6 +1,11 @@
 """Pulumi components for a fermion environment: network, cluster, GPU node pools, model store,
-image registry, runtime images and inference services."""
+image registry, runtime images and inference services.
+
+Importing this package loads pulumi_aws; the CLI imports it only inside the commands that use it.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from fermion.components.runtime_image import RuntimeImage, RuntimeImageArgs
+
+__all__ = ["RuntimeImage", "RuntimeImageArgs"]

@@ -1,0 +1,109 @@
+"""RuntimeImage: a service's runtime image, rendered, built and pushed to ECR by Pulumi."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_docker_build as docker_build
+
+from fermion.runtime_images.render import render
+from fermion.runtime_images.server.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class RuntimeImageArgs:
+    """What to build and where to push it.
+
+    `repository_url` is the ECR repository (`<account>.dkr.ecr.<region>.amazonaws.com/<name>`);
+    `registry_id`, its account, picks the credentials. The build context is rendered into
+    `context_dir`, which must be a folder this program may rewrite.
+    """
+
+    image: str
+    model: ModelConfig
+    repository_url: pulumi.Input[str]
+    registry_id: pulumi.Input[str] | None = None
+    context_dir: Path = Path(".fermion/contexts")
+    pip_packages: tuple[str, ...] = ()
+    template_dir: Path | None = None
+    platform: str = "linux/amd64"
+    push: bool = True
+    extra_tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+class RuntimeImage(pulumi.ComponentResource):
+    """Renders a service's build context and builds it with BuildKit (pulumi-docker-build).
+
+    The tag is the context's content hash, so `pulumi up` rebuilds exactly when what the image
+    holds changes. Outputs: `tag`, `image_ref` (repository@digest, what pods should run) and
+    `context_path`. The build cache lives in the same repository under the `buildcache` tag.
+    """
+
+    tag: str
+    context_path: str
+    image_ref: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: RuntimeImageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("fermion:index:RuntimeImage", name, None, opts)
+        # Rendering writes files: docker-build needs a context on disk, and the hash of those
+        # files is the tag. Everything else here goes through Pulumi.
+        context = render(
+            args.image,
+            args.model,
+            args.context_dir / name,
+            template_dir=args.template_dir,
+            pip_packages=args.pip_packages,
+        )
+        self.tag = context.tag
+        self.context_path = str(context.path)
+        repository = pulumi.Output.from_input(args.repository_url)
+        token = aws.ecr.get_authorization_token_output(
+            registry_id=args.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
+        tags = [_tagged(repository, t) for t in (context.tag, *args.extra_tags)]
+        cache = repository.apply(lambda url: f"{url}:buildcache")
+        self.image = docker_build.Image(
+            name,
+            context=docker_build.BuildContextArgs(location=self.context_path),
+            dockerfile=docker_build.DockerfileArgs(location=str(context.path / "Dockerfile")),
+            platforms=[docker_build.Platform(args.platform)],
+            tags=tags,
+            push=args.push,
+            registries=[
+                docker_build.RegistryArgs(
+                    address=repository.apply(lambda url: url.split("/", 1)[0]),
+                    username=token.user_name,
+                    password=token.password,
+                )
+            ],
+            cache_from=[
+                docker_build.CacheFromArgs(registry=docker_build.CacheFromRegistryArgs(ref=cache))
+            ],
+            cache_to=[
+                docker_build.CacheToArgs(
+                    registry=docker_build.CacheToRegistryArgs(
+                        ref=cache,
+                        mode=docker_build.CacheMode.MAX,
+                        image_manifest=True,
+                        oci_media_types=True,
+                    )
+                )
+            ],
+            labels={"dev.fermion.context-tag": context.tag, "dev.fermion.image": args.image},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.image_ref = pulumi.Output.all(repository, self.image.digest).apply(
+            lambda parts: f"{parts[0]}@{parts[1]}"
+        )
+        self.register_outputs(
+            {"tag": self.tag, "image_ref": self.image_ref, "context_path": self.context_path}
+        )
+
+
+def _tagged(repository: pulumi.Output[str], tag: str) -> pulumi.Output[str]:
+    return repository.apply(lambda url: f"{url}:{tag}")
