@@ -6,6 +6,7 @@ Importing this package loads pulumi_aws; the CLI imports it only inside the comm
 
 from __future__ import annotations
 
+from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from fermion.components.runtime_image import RuntimeImage, RuntimeImageArgs
 
-__all__ = ["RuntimeImage", "RuntimeImageArgs"]
+__all__ = ["GpuNodePool", "GpuNodePoolArgs", "RuntimeImage", "RuntimeImageArgs"]
