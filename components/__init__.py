@@ -7,6 +7,17 @@ Importing this package loads pulumi_aws; the CLI imports it only inside the comm
 from __future__ import annotations
 
 from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from fermion.components.image_registry import ImageRegistry, ImageRegistryArgs
+from fermion.components.model_store import ModelStore, ModelStoreArgs
 from fermion.components.runtime_image import RuntimeImage, RuntimeImageArgs
 
-__all__ = ["GpuNodePool", "GpuNodePoolArgs", "RuntimeImage", "RuntimeImageArgs"]
+__all__ = [
+    "GpuNodePool",
+    "GpuNodePoolArgs",
+    "ImageRegistry",
+    "ImageRegistryArgs",
+    "ModelStore",
+    "ModelStoreArgs",
+    "RuntimeImage",
+    "RuntimeImageArgs",
+]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pulumi
 import pytest
+from pulumi.runtime.stack import wait_for_rpcs
 
 
 @dataclass
@@ -41,8 +42,15 @@ def mocks() -> Iterator[Recorder]:
     recorder = Recorder()
     pulumi.runtime.set_mocks(recorder, project="fermion", stack="test", preview=False)
     yield recorder
+    # Let every registration finish on this loop, so none is left for the next test's loop.
+    settle()
     asyncio.set_event_loop(None)
     loop.close()
+
+
+def settle() -> None:
+    """Wait for every outstanding registration, so the recorder holds whole components."""
+    asyncio.get_event_loop().run_until_complete(wait_for_rpcs())
 
 
 def resolve(output: pulumi.Output[Any]) -> Any:
