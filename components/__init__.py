@@ -9,6 +9,7 @@ from __future__ import annotations
 from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from fermion.components.image_registry import ImageRegistry, ImageRegistryArgs
 from fermion.components.model_store import ModelStore, ModelStoreArgs
+from fermion.components.network import Network, NetworkArgs
 from fermion.components.runtime_image import RuntimeImage, RuntimeImageArgs
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "ImageRegistryArgs",
     "ModelStore",
     "ModelStoreArgs",
+    "Network",
+    "NetworkArgs",
     "RuntimeImage",
     "RuntimeImageArgs",
 ]

@@ -1,0 +1,574 @@
+"""Network: the VPC an EKS cluster runs in, created by fermion or an existing one given by id."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, get_args
+
+import pulumi
+import pulumi_aws as aws
+
+from fermion.stacks.errors import FermionError
+
+if TYPE_CHECKING:
+    from fermion.stacks.spec import NetworkSpec
+
+NatMode = Literal["per_az", "single", "none"]
+InterfaceService = Literal["ecr.api", "ecr.dkr", "sts", "logs"]
+
+# The only retention periods CloudWatch Logs accepts (0 keeps events forever).
+_RETENTION_DAYS = frozenset(
+    (0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+     2922, 3288, 3653)
+)  # fmt: skip
+# AWS refuses subnets smaller than a /28.
+_SMALLEST_SUBNET = 28
+_ANYWHERE = "0.0.0.0/0"
+
+
+class NetworkArgsError(FermionError):
+    """NetworkArgs that cannot describe a network."""
+
+    def __init__(self, field: str, value: object, problem: str, fix: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(f"network {field} {value!r}: {problem}. {fix}")
+
+
+class SubnetLayoutError(NetworkArgsError):
+    """The requested subnets do not fit in the VPC's CIDR block."""
+
+    def __init__(self, cidr: str, prefix_length: int, needed: int) -> None:
+        self.cidr = cidr
+        self.prefix_length = prefix_length
+        self.needed = needed
+        network = ipaddress.IPv4Network(cidr)
+        if not network.prefixlen < prefix_length <= _SMALLEST_SUBNET:
+            problem = (
+                f"a subnet must be smaller than the VPC's {cidr} and no smaller than "
+                f"/{_SMALLEST_SUBNET}"
+            )
+            fix = f"Use a prefix length from {network.prefixlen + 1} to {_SMALLEST_SUBNET}"
+        else:
+            fits = 2 ** (prefix_length - network.prefixlen)
+            problem = (
+                f"{needed} subnets (one public and one private per zone) are needed, but "
+                f"{cidr} holds only {fits} /{prefix_length} subnets"
+            )
+            fix = "Raise subnet_prefix_length, widen cidr, or use fewer availability zones"
+        super().__init__("subnet_prefix_length", prefix_length, problem, fix)
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    """The network a cluster named `cluster_name` runs in.
+
+    A new VPC takes `cidr`, split into one public and one private subnet per zone, each a
+    `/subnet_prefix_length`: the public subnets take the first blocks, the private subnets the
+    blocks after them. The zones are `zone_names` when given (their count then overrides
+    `availability_zones`), else the first `availability_zones` of the region's available zones.
+    `nat` is one NAT gateway per zone (`per_az`), one shared by every zone (`single`), or none,
+    in which case private subnets have no route out of the VPC. `region` only names the VPC
+    endpoints' services and must be the provider's region; when None it is looked up.
+
+    Giving `vpc_id` with `private_subnet_ids` (and optionally `public_subnet_ids`) reuses that
+    VPC instead: nothing is created in it, not even flow logs or endpoints, because its routes,
+    logging and endpoints belong to whoever owns it. `tags` go on every resource created.
+    """
+
+    cluster_name: str
+    cidr: str = "10.0.0.0/16"
+    availability_zones: int = 3
+    zone_names: tuple[str, ...] | None = None
+    subnet_prefix_length: int = 20
+    nat: NatMode = "per_az"
+    interface_endpoints: tuple[InterfaceService, ...] = ("ecr.api", "ecr.dkr", "sts", "logs")
+    flow_logs: bool = True
+    flow_log_retention_days: int = 90
+    region: str | None = None
+    vpc_id: pulumi.Input[str] | None = None
+    private_subnet_ids: tuple[pulumi.Input[str], ...] = ()
+    public_subnet_ids: tuple[pulumi.Input[str], ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.vpc_id is not None or self.private_subnet_ids or self.public_subnet_ids:
+            self._check_reuse()
+            return
+        self._check_new()
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: NetworkSpec,
+        cluster_name: str,
+        tags: Mapping[str, str] | None = None,
+        region: str | None = None,
+    ) -> NetworkArgs:
+        """The arguments an environment's `network` section asks for."""
+        return cls(
+            cluster_name=cluster_name,
+            cidr=str(spec.cidr),
+            availability_zones=spec.availability_zones,
+            subnet_prefix_length=spec.subnet_prefix_length,
+            nat=spec.nat,
+            interface_endpoints=tuple(spec.interface_endpoints),
+            flow_logs=spec.flow_logs,
+            region=region,
+            vpc_id=spec.vpc_id,
+            private_subnet_ids=tuple(spec.private_subnet_ids),
+            public_subnet_ids=tuple(spec.public_subnet_ids),
+            tags={} if tags is None else dict(tags),
+        )
+
+    @property
+    def zone_count(self) -> int:
+        """How many zones the new VPC spans."""
+        return len(self.zone_names) if self.zone_names is not None else self.availability_zones
+
+    def subnet_cidrs(self) -> tuple[list[str], list[str]]:
+        """The public and the private subnets' CIDR blocks, one of each per zone, in zone order."""
+        network = ipaddress.IPv4Network(self.cidr)
+        zones = self.zone_count
+        needed = 2 * zones
+        prefix = self.subnet_prefix_length
+        if not network.prefixlen < prefix <= _SMALLEST_SUBNET:
+            raise SubnetLayoutError(self.cidr, prefix, needed)
+        if 2 ** (prefix - network.prefixlen) < needed:
+            raise SubnetLayoutError(self.cidr, prefix, needed)
+        # islice: a wide VPC cut into small subnets holds far more blocks than are needed.
+        blocks = [str(b) for b in itertools.islice(network.subnets(new_prefix=prefix), needed)]
+        return blocks[:zones], blocks[zones:]
+
+    def _check_reuse(self) -> None:
+        if self.vpc_id is None:
+            raise NetworkArgsError(
+                "private_subnet_ids",
+                list(self.private_subnet_ids) + list(self.public_subnet_ids),
+                "subnets were given without the VPC they belong to",
+                "Set vpc_id as well, or leave the subnet ids out to create a new VPC",
+            )
+        if not self.private_subnet_ids:
+            raise NetworkArgsError(
+                "vpc_id",
+                self.vpc_id,
+                "an existing VPC needs the private subnets the cluster's nodes run in",
+                "Set private_subnet_ids as well",
+            )
+
+    def _check_new(self) -> None:
+        try:
+            network = ipaddress.IPv4Network(self.cidr)
+        except ValueError as error:
+            raise NetworkArgsError(
+                "cidr", self.cidr, str(error), "Use an IPv4 block such as 10.0.0.0/16"
+            ) from error
+        if not 16 <= network.prefixlen <= _SMALLEST_SUBNET:
+            raise NetworkArgsError(
+                "cidr",
+                self.cidr,
+                f"a VPC's block must be a /16 to a /{_SMALLEST_SUBNET}",
+                "Use a block such as 10.0.0.0/16",
+            )
+        if self.zone_names is not None and len(set(self.zone_names)) != len(self.zone_names):
+            raise NetworkArgsError(
+                "zone_names", list(self.zone_names), "names a zone twice", "Name each zone once"
+            )
+        if self.zone_count < 2:
+            raise NetworkArgsError(
+                "zone_names" if self.zone_names is not None else "availability_zones",
+                list(self.zone_names) if self.zone_names is not None else self.availability_zones,
+                "EKS needs subnets in at least two availability zones",
+                "Use two or more zones",
+            )
+        if self.nat not in get_args(NatMode):
+            raise NetworkArgsError(
+                "nat", self.nat, "is not a NAT mode", f"Use one of {', '.join(get_args(NatMode))}"
+            )
+        unknown = [s for s in self.interface_endpoints if s not in get_args(InterfaceService)]
+        if unknown:
+            raise NetworkArgsError(
+                "interface_endpoints",
+                unknown,
+                "fermion creates interface endpoints only for its own services",
+                f"Choose from {', '.join(get_args(InterfaceService))}",
+            )
+        if self.flow_logs and self.flow_log_retention_days not in _RETENTION_DAYS:
+            raise NetworkArgsError(
+                "flow_log_retention_days",
+                self.flow_log_retention_days,
+                "CloudWatch Logs does not accept that retention",
+                f"Use one of {', '.join(str(d) for d in sorted(_RETENTION_DAYS))}",
+            )
+        self.subnet_cidrs()
+
+
+class Network(pulumi.ComponentResource):
+    """The VPC networking an EKS cluster needs.
+
+    A new VPC gets public subnets (tagged for internet-facing load balancers) routed to an
+    internet gateway, private subnets (tagged for internal load balancers and for Karpenter's
+    discovery) routed through NAT, an S3 gateway endpoint on the private route tables, interface
+    endpoints for the requested AWS services, and flow logs to CloudWatch. An existing VPC is
+    passed through untouched; its block and its private subnets' zones are looked up.
+
+    Outputs: `vpc_id`, `vpc_cidr`, `public_subnet_ids`, `private_subnet_ids`,
+    `availability_zones` and `nat_gateway_ids` (empty without NAT).
+    """
+
+    vpc: aws.ec2.Vpc | None
+    flow_log: aws.ec2.FlowLog | None
+    vpc_id: pulumi.Output[str]
+    vpc_cidr: pulumi.Output[str]
+    public_subnet_ids: pulumi.Output[list[str]]
+    private_subnet_ids: pulumi.Output[list[str]]
+    availability_zones: pulumi.Output[list[str]]
+    nat_gateway_ids: pulumi.Output[list[str]]
+
+    def __init__(
+        self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("fermion:index:Network", name, None, opts)
+        self._name = name
+        self._args = args
+        self.vpc = None
+        self.flow_log = None
+        if args.vpc_id is not None:
+            self._reuse(args.vpc_id)
+        else:
+            self._create()
+        self.register_outputs(
+            {
+                "vpc_id": self.vpc_id,
+                "vpc_cidr": self.vpc_cidr,
+                "public_subnet_ids": self.public_subnet_ids,
+                "private_subnet_ids": self.private_subnet_ids,
+                "availability_zones": self.availability_zones,
+                "nat_gateway_ids": self.nat_gateway_ids,
+            }
+        )
+
+    def _reuse(self, vpc_id: pulumi.Input[str]) -> None:
+        args = self._args
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        self.vpc_id = pulumi.Output.from_input(vpc_id)
+        # The cluster's security rules need the block and zones; the given ids alone lack them.
+        self.vpc_cidr = aws.ec2.get_vpc_output(id=vpc_id, opts=invoke).cidr_block
+        self.private_subnet_ids = pulumi.Output.all(*args.private_subnet_ids)
+        self.public_subnet_ids = pulumi.Output.all(*args.public_subnet_ids)
+        zones = [
+            aws.ec2.get_subnet_output(id=subnet_id, opts=invoke).availability_zone
+            for subnet_id in args.private_subnet_ids
+        ]
+        self.availability_zones = pulumi.Output.all(*zones).apply(_distinct)
+        self.nat_gateway_ids = pulumi.Output.from_input([])
+
+    def _create(self) -> None:
+        args = self._args
+        child = pulumi.ResourceOptions(parent=self)
+        public_cidrs, private_cidrs = args.subnet_cidrs()
+        zone_names = self._zones()
+        zones = [_nth(zone_names, i) for i in range(args.zone_count)]
+
+        vpc = aws.ec2.Vpc(
+            f"{self._name}-vpc",
+            cidr_block=args.cidr,
+            enable_dns_support=True,
+            enable_dns_hostnames=True,
+            tags=self._tags("vpc"),
+            opts=child,
+        )
+        self.vpc = vpc
+        cluster_tag = {f"kubernetes.io/cluster/{args.cluster_name}": "shared"}
+        public = [
+            aws.ec2.Subnet(
+                f"{self._name}-public-{i}",
+                vpc_id=vpc.id,
+                cidr_block=cidr,
+                availability_zone=zone,
+                tags=self._tags(
+                    zone.apply(lambda z: f"public-{z}"),
+                    {**cluster_tag, "kubernetes.io/role/elb": "1"},
+                ),
+                opts=child,
+            )
+            for i, (cidr, zone) in enumerate(zip(public_cidrs, zones, strict=True))
+        ]
+        private = [
+            aws.ec2.Subnet(
+                f"{self._name}-private-{i}",
+                vpc_id=vpc.id,
+                cidr_block=cidr,
+                availability_zone=zone,
+                tags=self._tags(
+                    zone.apply(lambda z: f"private-{z}"),
+                    {
+                        **cluster_tag,
+                        "kubernetes.io/role/internal-elb": "1",
+                        "karpenter.sh/discovery": args.cluster_name,
+                    },
+                ),
+                opts=child,
+            )
+            for i, (cidr, zone) in enumerate(zip(private_cidrs, zones, strict=True))
+        ]
+
+        gateway = aws.ec2.InternetGateway(
+            f"{self._name}-igw", vpc_id=vpc.id, tags=self._tags("igw"), opts=child
+        )
+        public_routes = aws.ec2.RouteTable(
+            f"{self._name}-public", vpc_id=vpc.id, tags=self._tags("public"), opts=child
+        )
+        aws.ec2.Route(
+            f"{self._name}-public-default",
+            route_table_id=public_routes.id,
+            destination_cidr_block=_ANYWHERE,
+            gateway_id=gateway.id,
+            opts=child,
+        )
+        for i, subnet in enumerate(public):
+            aws.ec2.RouteTableAssociation(
+                f"{self._name}-public-{i}",
+                route_table_id=public_routes.id,
+                subnet_id=subnet.id,
+                opts=child,
+            )
+
+        nats = self._nat_gateways(public, zones, gateway)
+        private_routes: list[aws.ec2.RouteTable] = []
+        for i, (subnet, zone) in enumerate(zip(private, zones, strict=True)):
+            table = aws.ec2.RouteTable(
+                f"{self._name}-private-{i}",
+                vpc_id=vpc.id,
+                tags=self._tags(zone.apply(lambda z: f"private-{z}")),
+                opts=child,
+            )
+            private_routes.append(table)
+            if nats:
+                # With a single NAT every zone leaves through it; per_az keeps traffic in-zone.
+                nat = nats[i] if len(nats) > 1 else nats[0]
+                aws.ec2.Route(
+                    f"{self._name}-private-{i}-default",
+                    route_table_id=table.id,
+                    destination_cidr_block=_ANYWHERE,
+                    nat_gateway_id=nat.id,
+                    opts=child,
+                )
+            aws.ec2.RouteTableAssociation(
+                f"{self._name}-private-{i}",
+                route_table_id=table.id,
+                subnet_id=subnet.id,
+                opts=child,
+            )
+
+        self._endpoints(vpc, private, private_routes)
+        if args.flow_logs:
+            self.flow_log = self._flow_log(vpc)
+
+        self.vpc_id = vpc.id
+        self.vpc_cidr = vpc.cidr_block
+        self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public])
+        self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private])
+        self.availability_zones = pulumi.Output.all(*zones)
+        self.nat_gateway_ids = pulumi.Output.all(*[n.id for n in nats])
+
+    def _zones(self) -> pulumi.Output[list[str]]:
+        args = self._args
+        if args.zone_names is not None:
+            return pulumi.Output.from_input(list(args.zone_names))
+        count = args.zone_count
+        found = aws.get_availability_zones_output(
+            state="available",
+            # Local and Wavelength zones are opt-in and lack services EKS needs.
+            filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
+        return found.names.apply(lambda names: _first_zones(names, count))
+
+    def _nat_gateways(
+        self,
+        public: Sequence[aws.ec2.Subnet],
+        zones: Sequence[pulumi.Output[str]],
+        gateway: aws.ec2.InternetGateway,
+    ) -> list[aws.ec2.NatGateway]:
+        mode = self._args.nat
+        if mode == "none":
+            return []
+        count = len(public) if mode == "per_az" else 1
+        nats: list[aws.ec2.NatGateway] = []
+        for i in range(count):
+            address = aws.ec2.Eip(
+                f"{self._name}-nat-{i}",
+                domain="vpc",
+                tags=self._tags(zones[i].apply(lambda z: f"nat-{z}")),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            nats.append(
+                aws.ec2.NatGateway(
+                    f"{self._name}-nat-{i}",
+                    allocation_id=address.id,
+                    subnet_id=public[i].id,
+                    tags=self._tags(zones[i].apply(lambda z: f"nat-{z}")),
+                    # A NAT gateway forwards through the internet gateway; AWS asks that it
+                    # exist first.
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]),
+                )
+            )
+        return nats
+
+    def _endpoints(
+        self,
+        vpc: aws.ec2.Vpc,
+        private: Sequence[aws.ec2.Subnet],
+        private_routes: Sequence[aws.ec2.RouteTable],
+    ) -> None:
+        args = self._args
+        child = pulumi.ResourceOptions(parent=self)
+        region = self._region()
+        # Image layers come from S3: the gateway endpoint is free and keeps pulls off the NAT.
+        aws.ec2.VpcEndpoint(
+            f"{self._name}-s3",
+            vpc_id=vpc.id,
+            service_name=_service_name(region, "s3"),
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[t.id for t in private_routes],
+            tags=self._tags("s3"),
+            opts=child,
+        )
+        if not args.interface_endpoints:
+            return
+        group = aws.ec2.SecurityGroup(
+            f"{self._name}-endpoints",
+            vpc_id=vpc.id,
+            description=f"HTTPS from {args.cluster_name}'s VPC to its interface endpoints",
+            ingress=[
+                {
+                    "description": "HTTPS from the VPC",
+                    "protocol": "tcp",
+                    "from_port": 443,
+                    "to_port": 443,
+                    "cidr_blocks": [args.cidr],
+                }
+            ],
+            tags=self._tags("endpoints"),
+            opts=child,
+        )
+        for service in dict.fromkeys(args.interface_endpoints):
+            aws.ec2.VpcEndpoint(
+                f"{self._name}-{service.replace('.', '-')}",
+                vpc_id=vpc.id,
+                service_name=_service_name(region, service),
+                vpc_endpoint_type="Interface",
+                private_dns_enabled=True,
+                subnet_ids=[s.id for s in private],
+                security_group_ids=[group.id],
+                tags=self._tags(service),
+                opts=child,
+            )
+
+    def _flow_log(self, vpc: aws.ec2.Vpc) -> aws.ec2.FlowLog:
+        args = self._args
+        child = pulumi.ResourceOptions(parent=self)
+        group = aws.cloudwatch.LogGroup(
+            f"{self._name}-flow-logs",
+            name=f"/aws/vpc-flow-logs/{args.cluster_name}",
+            retention_in_days=args.flow_log_retention_days,
+            tags=self._tags("flow-logs"),
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{self._name}-flow-logs",
+            assume_role_policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+            tags=self._tags("flow-logs"),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{self._name}-flow-logs",
+            role=role.id,
+            policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": [
+                                "logs:CreateLogStream",
+                                "logs:PutLogEvents",
+                                "logs:DescribeLogStreams",
+                            ],
+                            "Resource": [group.arn, group.arn.apply(lambda arn: f"{arn}:*")],
+                        },
+                        {
+                            # Listing log groups cannot be scoped to one group.
+                            "Effect": "Allow",
+                            "Action": "logs:DescribeLogGroups",
+                            "Resource": "*",
+                        },
+                    ],
+                }
+            ),
+            opts=child,
+        )
+        return aws.ec2.FlowLog(
+            f"{self._name}-flow-logs",
+            vpc_id=vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=group.arn,
+            iam_role_arn=role.arn,
+            tags=self._tags("flow-logs"),
+            opts=child,
+        )
+
+    def _region(self) -> pulumi.Output[str]:
+        if self._args.region is not None:
+            return pulumi.Output.from_input(self._args.region)
+        found = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        return found.region
+
+    def _tags(
+        self, suffix: pulumi.Input[str], extra: Mapping[str, str] | None = None
+    ) -> dict[str, pulumi.Input[str]]:
+        cluster = self._args.cluster_name
+        tags: dict[str, pulumi.Input[str]] = {**self._args.tags}
+        if extra is not None:
+            tags.update(extra)
+        tags["Name"] = pulumi.Output.from_input(suffix).apply(lambda s: f"{cluster}-{s}")
+        return tags
+
+
+def _first_zones(names: Sequence[str], count: int) -> list[str]:
+    if len(names) < count:
+        raise NetworkArgsError(
+            "availability_zones",
+            count,
+            f"the region has only {len(names)} available zones ({', '.join(names)})",
+            "Lower availability_zones, or name the zones with zone_names",
+        )
+    return list(names[:count])
+
+
+def _nth(names: pulumi.Output[list[str]], index: int) -> pulumi.Output[str]:
+    return names.apply(lambda found: found[index])
+
+
+def _service_name(region: pulumi.Output[str], service: str) -> pulumi.Output[str]:
+    return region.apply(lambda name: f"com.amazonaws.{name}.{service}")
+
+
+def _distinct(zones: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(zones))
