@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_aws as aws
 
+from fermion.components.kms import rotating_key
+
 if TYPE_CHECKING:
     from fermion.stacks.spec import RegistrySpec
 
@@ -69,13 +71,12 @@ class ImageRegistry(pulumi.ComponentResource):
         super().__init__("fermion:index:ImageRegistry", name, None, opts)
         tags = dict(args.tags)
 
-        self.key = aws.kms.Key(
-            f"{name}-key",
-            description=f"Encrypts the images in fermion's ECR repository {args.repository}",
-            enable_key_rotation=True,
-            deletion_window_in_days=args.key_deletion_window_days,
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=self),
+        self.key = rotating_key(
+            name,
+            f"Encrypts the images in fermion's ECR repository {args.repository}",
+            args.key_deletion_window_days,
+            tags,
+            self,
         )
         # Repository names may hold dots, which alias names may not.
         alias = "alias/fermion/ecr/" + args.repository.replace(".", "-")

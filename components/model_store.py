@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_aws as aws
 
+from fermion.components.kms import rotating_key
 from fermion.stacks.errors import FermionError
 
 if TYPE_CHECKING:
@@ -88,13 +89,12 @@ class ModelStore(pulumi.ComponentResource):
         super().__init__("fermion:index:ModelStore", name, None, opts)
         tags = dict(args.tags)
 
-        self.key = aws.kms.Key(
-            f"{name}-key",
-            description=f"Encrypts the model artifacts in fermion's model store {name}",
-            enable_key_rotation=True,
-            deletion_window_in_days=args.key_deletion_window_days,
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=self),
+        self.key = rotating_key(
+            name,
+            f"Encrypts the model artifacts in fermion's model store {name}",
+            args.key_deletion_window_days,
+            tags,
+            self,
         )
         auto_named = args.bucket_name is None
         self.bucket = aws.s3.Bucket(
