@@ -6,6 +6,7 @@ Importing this package loads pulumi_aws; the CLI imports it only inside the comm
 
 from __future__ import annotations
 
+from fermion.components.cluster import Cluster, ClusterArgs
 from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from fermion.components.image_registry import ImageRegistry, ImageRegistryArgs
 from fermion.components.model_store import ModelStore, ModelStoreArgs
@@ -13,6 +14,8 @@ from fermion.components.network import Network, NetworkArgs
 from fermion.components.runtime_image import RuntimeImage, RuntimeImageArgs
 
 __all__ = [
+    "Cluster",
+    "ClusterArgs",
     "GpuNodePool",
     "GpuNodePoolArgs",
     "ImageRegistry",

@@ -1,0 +1,298 @@
+"""Cluster: an EKS control plane with secure defaults, its system nodes and managed add-ons.
+
+Secrets are envelope-encrypted with a rotating KMS key; the API endpoint is private unless the
+spec opens it to listed CIDRs; people get in through access entries, not the aws-auth ConfigMap;
+workloads get AWS roles through EKS Pod Identity, whose roles trust `pods.eks.amazonaws.com` and
+so are not tied to one cluster's OIDC issuer (IRSA stays available as an option).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from fermion.components.kms import rotating_key
+from fermion.stacks.shapes import Shape
+
+# Managed add-ons, each pinned to the version AWS names as the default for the cluster's
+# Kubernetes version (looked up at deploy time, then fixed in the stack's state).
+MANAGED_ADDONS = (
+    "vpc-cni",
+    "coredns",
+    "kube-proxy",
+    "eks-pod-identity-agent",
+    "aws-ebs-csi-driver",
+)
+_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+_EBS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    """The control plane and its system node group.
+
+    `subnet_ids` and `subnet_zones` are the private subnets and their zones, as `Network`
+    exports them; the control plane's interfaces and the system nodes go there.
+    """
+
+    name: str
+    version: str
+    subnet_ids: pulumi.Input[Sequence[str]]
+    subnet_zones: pulumi.Input[Sequence[str]]
+    system_shape: Shape
+    system_min: int = 2
+    system_max: int = 3
+    system_desired: int | None = None
+    endpoint_public: bool = False
+    public_access_cidrs: tuple[str, ...] = ()
+    service_cidr: str = "172.20.0.0/16"
+    log_types: tuple[str, ...] = ("api", "audit", "authenticator")
+    admin_arns: tuple[str, ...] = ()
+    irsa: bool = False
+    region: pulumi.Input[str] | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def pod_identity_role(
+    name: str, policy_arns: Sequence[str], tags: Mapping[str, str], parent: pulumi.Resource
+) -> aws.iam.Role:
+    """An IAM role for a Kubernetes service account through EKS Pod Identity."""
+    role = aws.iam.Role(
+        name,
+        assume_role_policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "pods.eks.amazonaws.com"},
+                        "Action": ["sts:AssumeRole", "sts:TagSession"],
+                    }
+                ],
+            }
+        ),
+        tags=dict(tags),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    for i, policy in enumerate(policy_arns):
+        aws.iam.RolePolicyAttachment(
+            f"{name}-{i}",
+            role=role.name,
+            policy_arn=policy,
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+    return role
+
+
+class Cluster(pulumi.ComponentResource):
+    """An EKS cluster: control plane, system node group, managed add-ons, admin access.
+
+    Outputs: `cluster_name`, `endpoint`, `certificate_authority`, `kubeconfig` (secret),
+    `oidc_provider_arn` (with IRSA), and `provider`, a pulumi-kubernetes Provider for the
+    cluster that other components use.
+    """
+
+    cluster: aws.eks.Cluster
+    cluster_name: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+    oidc_provider_arn: pulumi.Output[str] | None
+
+    def __init__(
+        self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("fermion:index:Cluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = dict(args.tags)
+        self.key = rotating_key(
+            name, f"Encrypts the Kubernetes secrets of EKS cluster {args.name}", 30, tags, self
+        )
+        role = aws.iam.Role(
+            f"{name}-control-plane",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "eks.amazonaws.com"},
+                            "Action": ["sts:AssumeRole", "sts:TagSession"],
+                        }
+                    ],
+                }
+            ),
+            tags=tags,
+            opts=child,
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-control-plane",
+            role=role.name,
+            policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+        self.cluster = aws.eks.Cluster(
+            name,
+            name=args.name,
+            version=args.version,
+            role_arn=role.arn,
+            vpc_config=aws.eks.ClusterVpcConfigArgs(
+                subnet_ids=args.subnet_ids,
+                endpoint_private_access=True,
+                endpoint_public_access=args.endpoint_public,
+                public_access_cidrs=list(args.public_access_cidrs)
+                if args.endpoint_public
+                else None,
+            ),
+            encryption_config=aws.eks.ClusterEncryptionConfigArgs(
+                provider=aws.eks.ClusterEncryptionConfigProviderArgs(key_arn=self.key.arn),
+                resources=["secrets"],
+            ),
+            enabled_cluster_log_types=list(args.log_types),
+            access_config=aws.eks.ClusterAccessConfigArgs(
+                authentication_mode="API", bootstrap_cluster_creator_admin_permissions=True
+            ),
+            kubernetes_network_config=aws.eks.ClusterKubernetesNetworkConfigArgs(
+                service_ipv4_cidr=args.service_cidr
+            ),
+            tags=tags,
+            opts=child,
+        )
+        self.cluster_name = self.cluster.name
+        cluster_child = pulumi.ResourceOptions(parent=self, depends_on=[self.cluster])
+
+        for i, principal in enumerate(args.admin_arns):
+            entry = aws.eks.AccessEntry(
+                f"{name}-admin-{i}",
+                cluster_name=self.cluster.name,
+                principal_arn=principal,
+                type="STANDARD",
+                tags=tags,
+                opts=child,
+            )
+            aws.eks.AccessPolicyAssociation(
+                f"{name}-admin-{i}",
+                cluster_name=self.cluster.name,
+                principal_arn=principal,
+                policy_arn=_ADMIN_POLICY,
+                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]),
+            )
+
+        self.oidc_provider_arn = None
+        if args.irsa:
+            issuer = self.cluster.identities.apply(lambda ids: str(ids[0]["oidcs"][0]["issuer"]))
+            oidc = aws.iam.OpenIdConnectProvider(
+                f"{name}-oidc",
+                url=issuer,
+                client_id_lists=["sts.amazonaws.com"],
+                tags=tags,
+                opts=child,
+            )
+            self.oidc_provider_arn = oidc.arn
+
+        self.system_nodes = GpuNodePool(
+            f"{name}-system",
+            GpuNodePoolArgs(
+                cluster_name=self.cluster.name,
+                shape=args.system_shape,
+                subnet_ids=args.subnet_ids,
+                subnet_zones=args.subnet_zones,
+                min_size=args.system_min,
+                max_size=args.system_max,
+                desired_size=args.system_desired,
+                labels={"fermion.dev/role": "system"},
+                tags=tags,
+            ),
+            opts=cluster_child,
+        )
+        ebs_role = pod_identity_role(f"{name}-ebs-csi", [_EBS_CSI_POLICY], tags, self)
+        self.addons: dict[str, aws.eks.Addon] = {}
+        for addon in MANAGED_ADDONS:
+            version = aws.eks.get_addon_version_output(
+                addon_name=addon,
+                kubernetes_version=args.version,
+                opts=pulumi.InvokeOutputOptions(parent=self),
+            ).version
+            associations = None
+            if addon == "aws-ebs-csi-driver":
+                associations = [
+                    aws.eks.AddonPodIdentityAssociationArgs(
+                        role_arn=ebs_role.arn, service_account="ebs-csi-controller-sa"
+                    )
+                ]
+            # Pod Identity must be there before an add-on whose pods rely on it.
+            after = [self.system_nodes, *self.addons.values()] if addon != "vpc-cni" else []
+            self.addons[addon] = aws.eks.Addon(
+                f"{name}-{addon}",
+                cluster_name=self.cluster.name,
+                addon_name=addon,
+                addon_version=version,
+                resolve_conflicts_on_create="OVERWRITE",
+                resolve_conflicts_on_update="OVERWRITE",
+                pod_identity_associations=associations,
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster, *after]),
+            )
+
+        region = args.region if args.region is not None else aws.get_region_output().region
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(
+                self.cluster.name,
+                self.cluster.endpoint,
+                self.cluster.certificate_authority.apply(lambda ca: str(ca["data"])),
+                region,
+            ).apply(lambda parts: kubeconfig(*parts))
+        )
+        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=cluster_child)
+        self.register_outputs(
+            {
+                "cluster_name": self.cluster_name,
+                "endpoint": self.cluster.endpoint,
+                "kubeconfig": self.kubeconfig,
+                "oidc_provider_arn": self.oidc_provider_arn,
+            }
+        )
+
+
+def kubeconfig(cluster_name: str, endpoint: str, certificate_data: str, region: str) -> str:
+    """A kubeconfig that authenticates with `aws eks get-token` (the caller's AWS identity)."""
+    user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": "aws",
+            "args": [
+                "eks",
+                "get-token",
+                "--cluster-name",
+                cluster_name,
+                "--region",
+                region,
+                "--output",
+                "json",
+            ],
+        }
+    }
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": cluster_name,
+                    "cluster": {"server": endpoint, "certificate-authority-data": certificate_data},
+                }
+            ],
+            "contexts": [
+                {"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}
+            ],
+            "current-context": cluster_name,
+            "users": [{"name": cluster_name, "user": user}],
+        },
+        indent=2,
+    )

@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fermion.components.cluster import MANAGED_ADDONS, Cluster, ClusterArgs, kubeconfig
+from fermion.stacks import load_shapes
+
+from .conftest import Recorder, resolve, settle
+
+SUBNETS = ["subnet-a", "subnet-b"]
+ZONES = ["us-west-2a", "us-west-2b"]
+
+
+def _mock_aws(mocks: Recorder) -> None:
+    mocks.outputs["aws:eks/cluster:Cluster"] = {
+        "endpoint": "https://ABC.gr7.us-west-2.eks.amazonaws.com",
+        "certificateAuthority": {"data": "Q0VSVA=="},
+        "identities": [{"oidcs": [{"issuer": "https://oidc.eks.us-west-2.amazonaws.com/id/ABC"}]}],
+        "arn": "arn:aws:eks:us-west-2:123456789012:cluster/fermion-dev",
+    }
+    mocks.outputs["aws:kms/key:Key"] = {"arn": "arn:aws:kms:us-west-2:123456789012:key/k"}
+    mocks.outputs["aws:iam/role:Role"] = {"arn": "arn:aws:iam::123456789012:role/r"}
+    mocks.outputs["aws:eks/nodeGroup:NodeGroup"] = {
+        "resources": [{"autoscalingGroups": [{"name": "asg"}]}]
+    }
+    mocks.outputs["aws:ec2/launchTemplate:LaunchTemplate"] = {"latestVersion": 1}
+    mocks.call_results["aws:eks/getAddonVersion:getAddonVersion"] = {
+        "version": "v1.0.0-eksbuild.1",
+        "id": "x",
+    }
+    mocks.call_results["aws:index/getRegion:getRegion"] = {
+        "name": "us-west-2",
+        "region": "us-west-2",
+        "id": "us-west-2",
+    }
+    mocks.call_results["aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings"] = {
+        "instanceTypes": ["m7i.xlarge", "m6i.xlarge"] * 2,
+        "locations": ["us-west-2a", "us-west-2a", "us-west-2b", "us-west-2b"],
+        "locationTypes": ["availability-zone"] * 4,
+        "id": "x",
+    }
+
+
+def _cluster(mocks: Recorder, **overrides: Any) -> Cluster:
+    _mock_aws(mocks)
+    values: dict[str, Any] = {
+        "name": "fermion-dev",
+        "version": "1.34",
+        "subnet_ids": SUBNETS,
+        "subnet_zones": ZONES,
+        "system_shape": load_shapes().get("cpu.medium"),
+    }
+    values.update(overrides)
+    cluster = Cluster("dev", ClusterArgs(**values))
+    resolve(cluster.kubeconfig)
+    settle()
+    return cluster
+
+
+def _eks(mocks: Recorder) -> dict[str, Any]:
+    (cluster,) = mocks.of_type("aws:eks/cluster:Cluster")
+    return dict(cluster.inputs)
+
+
+def test_secrets_are_encrypted_with_a_rotating_key(mocks: Recorder) -> None:
+    _cluster(mocks)
+    encryption = _eks(mocks)["encryptionConfig"]
+    assert encryption["resources"] == ["secrets"]
+    assert encryption["provider"]["keyArn"] == "arn:aws:kms:us-west-2:123456789012:key/k"
+    (key,) = mocks.of_type("aws:kms/key:Key")
+    assert key.inputs["enableKeyRotation"] is True
+
+
+def test_the_endpoint_is_private_by_default_and_logs_are_on(mocks: Recorder) -> None:
+    _cluster(mocks)
+    eks = _eks(mocks)
+    assert eks["vpcConfig"]["endpointPrivateAccess"] is True
+    assert eks["vpcConfig"]["endpointPublicAccess"] is False
+    assert "publicAccessCidrs" not in eks["vpcConfig"]
+    assert eks["vpcConfig"]["subnetIds"] == SUBNETS
+    assert set(eks["enabledClusterLogTypes"]) == {"api", "audit", "authenticator"}
+    assert eks["accessConfig"]["authenticationMode"] == "API"
+    assert eks["version"] == "1.34"
+    assert eks["kubernetesNetworkConfig"]["serviceIpv4Cidr"] == "172.20.0.0/16"
+
+
+def test_a_public_endpoint_is_limited_to_its_cidrs(mocks: Recorder) -> None:
+    _cluster(mocks, endpoint_public=True, public_access_cidrs=("203.0.113.0/24",))
+    assert _eks(mocks)["vpcConfig"]["publicAccessCidrs"] == ["203.0.113.0/24"]
+
+
+def test_admins_get_access_entries(mocks: Recorder) -> None:
+    admin = "arn:aws:iam::123456789012:role/platform-admins"
+    _cluster(mocks, admin_arns=(admin,))
+    (entry,) = mocks.of_type("aws:eks/accessEntry:AccessEntry")
+    assert entry.inputs["principalArn"] == admin
+    (association,) = mocks.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert association.inputs["policyArn"].endswith("AmazonEKSClusterAdminPolicy")
+    assert association.inputs["accessScope"] == {"type": "cluster"}
+
+
+def test_managed_addons_are_pinned_and_ebs_uses_pod_identity(mocks: Recorder) -> None:
+    _cluster(mocks)
+    addons = {a.inputs["addonName"]: a.inputs for a in mocks.of_type("aws:eks/addon:Addon")}
+    assert set(addons) == set(MANAGED_ADDONS)
+    assert all(a["addonVersion"] == "v1.0.0-eksbuild.1" for a in addons.values())
+    (association,) = addons["aws-ebs-csi-driver"]["podIdentityAssociations"]
+    assert association["serviceAccount"] == "ebs-csi-controller-sa"
+    trusts = [
+        json.loads(r.inputs["assumeRolePolicy"])["Statement"][0]["Principal"]
+        for r in mocks.of_type("aws:iam/role:Role")
+    ]
+    assert {"Service": "pods.eks.amazonaws.com"} in trusts
+    assert {"Service": "eks.amazonaws.com"} in trusts
+
+
+def test_irsa_is_optional(mocks: Recorder) -> None:
+    _cluster(mocks)
+    assert not mocks.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+
+
+def test_irsa_adds_an_oidc_provider(mocks: Recorder) -> None:
+    _cluster(mocks, irsa=True)
+    (oidc,) = mocks.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+    assert oidc.inputs["url"] == "https://oidc.eks.us-west-2.amazonaws.com/id/ABC"
+    assert oidc.inputs["clientIdLists"] == ["sts.amazonaws.com"]
+
+
+def test_the_system_node_group(mocks: Recorder) -> None:
+    _cluster(mocks)
+    (group,) = mocks.of_type("aws:eks/nodeGroup:NodeGroup")
+    assert group.inputs["amiType"] == "AL2023_x86_64_STANDARD"
+    assert group.inputs["labels"]["fermion.dev/role"] == "system"
+    assert group.inputs["scalingConfig"] == {"minSize": 2, "maxSize": 3, "desiredSize": 2}
+
+
+def test_kubeconfig_and_provider(mocks: Recorder) -> None:
+    cluster = _cluster(mocks)
+    config = json.loads(resolve(cluster.kubeconfig))
+    assert config["clusters"][0]["cluster"]["server"].startswith("https://ABC")
+    assert config["users"][0]["user"]["exec"]["args"][:4] == [
+        "eks",
+        "get-token",
+        "--cluster-name",
+        "fermion-dev",
+    ]
+    (provider,) = mocks.of_type("pulumi:providers:kubernetes")
+    assert "fermion:index:Cluster$pulumi:providers:kubernetes::dev-k8s" in resolve(
+        cluster.provider.urn
+    )
+    assert provider.name == "dev-k8s"
+
+
+def test_kubeconfig_text() -> None:
+    text = kubeconfig("c", "https://e", "Q0E=", "eu-west-1")
+    assert json.loads(text)["current-context"] == "c"
+    assert "--region" in text and "eu-west-1" in text
