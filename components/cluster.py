@@ -17,6 +17,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from fermion.components.iam import service_role
 from fermion.components.kms import rotating_key
 from fermion.stacks.shapes import Shape
 
@@ -30,6 +31,8 @@ MANAGED_ADDONS = (
     "aws-ebs-csi-driver",
 )
 _ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+# EKS and Pod Identity pass session tags when they assume a role.
+_TAGGED = ("sts:AssumeRole", "sts:TagSession")
 _EBS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
 
 
@@ -63,30 +66,7 @@ def pod_identity_role(
     name: str, policy_arns: Sequence[str], tags: Mapping[str, str], parent: pulumi.Resource
 ) -> aws.iam.Role:
     """An IAM role for a Kubernetes service account through EKS Pod Identity."""
-    role = aws.iam.Role(
-        name,
-        assume_role_policy=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "pods.eks.amazonaws.com"},
-                        "Action": ["sts:AssumeRole", "sts:TagSession"],
-                    }
-                ],
-            }
-        ),
-        tags=dict(tags),
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
-    for i, policy in enumerate(policy_arns):
-        aws.iam.RolePolicyAttachment(
-            f"{name}-{i}",
-            role=role.name,
-            policy_arn=policy,
-            opts=pulumi.ResourceOptions(parent=role),
-        )
+    role, _ = service_role(name, "pods.eks.amazonaws.com", policy_arns, tags, parent, _TAGGED)
     return role
 
 
@@ -113,28 +93,13 @@ class Cluster(pulumi.ComponentResource):
         self.key = rotating_key(
             name, f"Encrypts the Kubernetes secrets of EKS cluster {args.name}", 30, tags, self
         )
-        role = aws.iam.Role(
+        role, _ = service_role(
             f"{name}-control-plane",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "eks.amazonaws.com"},
-                            "Action": ["sts:AssumeRole", "sts:TagSession"],
-                        }
-                    ],
-                }
-            ),
-            tags=tags,
-            opts=child,
-        )
-        aws.iam.RolePolicyAttachment(
-            f"{name}-control-plane",
-            role=role.name,
-            policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",
-            opts=pulumi.ResourceOptions(parent=role),
+            "eks.amazonaws.com",
+            ["arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"],
+            tags,
+            self,
+            _TAGGED,
         )
         self.cluster = aws.eks.Cluster(
             name,

@@ -7,7 +7,6 @@ node-template tags that let a pool scale up from zero.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,6 +14,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_aws as aws
 
+from fermion.components.iam import service_role
 from fermion.stacks.errors import FermionError
 from fermion.stacks.shapes import Shape
 
@@ -104,29 +104,9 @@ class GpuNodePool(pulumi.ComponentResource):
         role_arn = args.node_role_arn
         self.policy_attachments: list[aws.iam.RolePolicyAttachment] = []
         if role_arn is None:
-            role = aws.iam.Role(
-                f"{name}-node",
-                assume_role_policy=json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Principal": {"Service": "ec2.amazonaws.com"},
-                                "Action": "sts:AssumeRole",
-                            }
-                        ],
-                    }
-                ),
-                tags=dict(args.tags),
-                opts=child,
+            role, self.policy_attachments = service_role(
+                f"{name}-node", "ec2.amazonaws.com", _NODE_POLICIES, args.tags, self
             )
-            self.policy_attachments = [
-                aws.iam.RolePolicyAttachment(
-                    f"{name}-node-{i}", role=role.name, policy_arn=policy, opts=child
-                )
-                for i, policy in enumerate(_NODE_POLICIES)
-            ]
             role_arn = role.arn
         self.node_role_arn = pulumi.Output.from_input(role_arn)
 

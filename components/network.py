@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 import pulumi
 import pulumi_aws as aws
 
+from fermion.components.iam import trust_policy
 from fermion.stacks.errors import FermionError
 
 if TYPE_CHECKING:
@@ -481,18 +482,7 @@ class Network(pulumi.ComponentResource):
         )
         role = aws.iam.Role(
             f"{self._name}-flow-logs",
-            assume_role_policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
+            assume_role_policy=trust_policy("vpc-flow-logs.amazonaws.com"),
             tags=self._tags("flow-logs"),
             opts=child,
         )
