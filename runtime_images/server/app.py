@@ -53,7 +53,6 @@ class ServingApp:
         self.metrics = Metrics()
         self.models = {m.name: ModelRuntime(m, self.metrics) for m in config.models}
         self.draining = False
-        self.in_flight = 0
         self.load_error: str | None = None
         self.on_load_failure: Callable[[], None] = lambda: None
         self.on_ready: Callable[[ServingApp], None] = lambda app: None
@@ -61,6 +60,11 @@ class ServingApp:
         self._loader: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Infer requests being handled, over every model."""
+        return sum(m.in_flight for m in self.models.values())
 
     @property
     def ready(self) -> bool:
@@ -226,7 +230,6 @@ class ServingApp:
         header_length = _int_header(headers, b"inference-header-content-length")
         protocol = "json" if header_length is None else "binary"
         code = 500
-        self.in_flight += 1
         runtime.in_flight += 1
         runtime.arriving(1)
         arriving = True
@@ -249,7 +252,6 @@ class ServingApp:
         finally:
             if arriving:
                 runtime.arriving(-1)
-            self.in_flight -= 1
             runtime.in_flight -= 1
             labels = (runtime.name,)
             self.metrics.requests.inc((runtime.name, str(code), protocol))
