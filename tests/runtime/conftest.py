@@ -81,21 +81,35 @@ class Server:
 
 
 def start_server(
-    args: list[str], log_dir: Path, env: dict[str, str] | None = None, wait_ready: bool = True
+    args: list[str],
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    wait_ready: bool = True,
+    python: str | Path = sys.executable,
+    module: str = SERVER,
+    cwd: Path | None = None,
+    ready_timeout: float = 60,
 ) -> Server:
+    """Start `python -m module ARGS` on a free loopback port, logging to a file in `log_dir`.
+
+    The child gets a clean import path (no PYTHONPATH or VIRTUAL_ENV), so it sees only what
+    `python`'s own environment holds.
+    """
     port = free_port()
     log = log_dir / f"server-{port}.log"
-    command = [sys.executable, "-m", SERVER, *args, "--host", "127.0.0.1", "--port", str(port)]
+    command = [str(python), "-m", module, *args, "--host", "127.0.0.1", "--port", str(port)]
+    inherited = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             command,
+            cwd=cwd,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+            env={**inherited, "OMP_NUM_THREADS": "1", **(env or {})},
         )
     server = Server(process, port, log)
     if wait_ready:
-        wait_until_ready(server)
+        wait_until_ready(server, timeout=ready_timeout)
     return server
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from fermion.runtime_images.server.config import ModelConfig, parse_tensor_spec
 from fermion.stacks import parse_environment
 
 from ..conftest import environment_data
-from ..runtime.conftest import Server, free_port, v2_input, wait_until_ready
+from ..runtime.conftest import start_server, v2_input
 
 HADOLINT = Path(sys.executable).with_name("hadolint")
 
@@ -196,30 +195,15 @@ def test_a_context_runs_from_a_fresh_venv_with_its_requirements_alone(
         .replace("/srv/fermion/model", str(context.path / "model"))
     )
     (context.path / "serving.json").write_text(serving)
-    port = free_port()
-    log = tmp_path / "server.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                str(python),
-                "-m",
-                "server",
-                "--config",
-                "serving.json",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=context.path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    server = Server(process, port, log)
+    server = start_server(
+        ["--config", "serving.json"],
+        tmp_path,
+        python=python,
+        module="server",
+        cwd=context.path,
+        ready_timeout=120,
+    )
     try:
-        wait_until_ready(server, timeout=120)
         answer = server.infer("affine", {"inputs": [v2_input("input__0", [1, 2, 3, 4], [1, 4])]})
         assert answer.status == 200, answer.body
         assert answer.json()["outputs"][0]["data"] == [3, 5, 7, 9]
