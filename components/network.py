@@ -217,6 +217,7 @@ class Network(pulumi.ComponentResource):
     passed through untouched; its block and its private subnets' zones are looked up.
 
     Outputs: `vpc_id`, `vpc_cidr`, `public_subnet_ids`, `private_subnet_ids`,
+    `private_subnet_zones` (the zone of each private subnet, in the same order),
     `availability_zones` and `nat_gateway_ids` (empty without NAT).
     """
 
@@ -226,6 +227,7 @@ class Network(pulumi.ComponentResource):
     vpc_cidr: pulumi.Output[str]
     public_subnet_ids: pulumi.Output[list[str]]
     private_subnet_ids: pulumi.Output[list[str]]
+    private_subnet_zones: pulumi.Output[list[str]]
     availability_zones: pulumi.Output[list[str]]
     nat_gateway_ids: pulumi.Output[list[str]]
 
@@ -247,6 +249,7 @@ class Network(pulumi.ComponentResource):
                 "vpc_cidr": self.vpc_cidr,
                 "public_subnet_ids": self.public_subnet_ids,
                 "private_subnet_ids": self.private_subnet_ids,
+                "private_subnet_zones": self.private_subnet_zones,
                 "availability_zones": self.availability_zones,
                 "nat_gateway_ids": self.nat_gateway_ids,
             }
@@ -264,7 +267,8 @@ class Network(pulumi.ComponentResource):
             aws.ec2.get_subnet_output(id=subnet_id, opts=invoke).availability_zone
             for subnet_id in args.private_subnet_ids
         ]
-        self.availability_zones = pulumi.Output.all(*zones).apply(_distinct)
+        self.private_subnet_zones = pulumi.Output.all(*zones)
+        self.availability_zones = self.private_subnet_zones.apply(_distinct)
         self.nat_gateway_ids = pulumi.Output.from_input([])
 
     def _create(self) -> None:
@@ -373,7 +377,8 @@ class Network(pulumi.ComponentResource):
         self.vpc_cidr = vpc.cidr_block
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public])
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private])
-        self.availability_zones = pulumi.Output.all(*zones)
+        self.private_subnet_zones = pulumi.Output.all(*zones)
+        self.availability_zones = self.private_subnet_zones
         self.nat_gateway_ids = pulumi.Output.all(*[n.id for n in nats])
 
     def _zones(self) -> pulumi.Output[list[str]]:

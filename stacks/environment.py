@@ -11,6 +11,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -153,6 +154,28 @@ def load_environment(
 
 def read_stack_file(path: Path, env: str, shapes: ShapeCatalog | None = None) -> EnvironmentSpec:
     """Parse one `Pulumi.<env>.yaml` file into an EnvironmentSpec."""
+    config = read_stack_config(path)
+    return parse_environment(
+        config.environment,
+        env,
+        region=config.region,
+        source=str(path),
+        shapes=shapes,
+        lines=_line_index(config.text),
+    )
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """A stack file's fermion settings, as written: what Pulumi hands the program."""
+
+    text: str
+    environment: object
+    region: object
+
+
+def read_stack_config(path: Path) -> StackConfig:
+    """Read a `Pulumi.<env>.yaml` file's `fermion:environment` object and region, unchecked."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -173,10 +196,11 @@ def read_stack_file(path: Path, env: str, shapes: ShapeCatalog | None = None) ->
             "Add one; an empty object ({}) takes every default, and "
             f"{path.parent / 'Pulumi.dev.yaml'} shows a full one",
         )
-    data = config[ENVIRONMENT_KEY]
-    region = config.get(REGION_KEY, config.get("region"))
-    lines = _line_index(text)
-    return parse_environment(data, env, region=region, source=str(path), shapes=shapes, lines=lines)
+    return StackConfig(
+        text=text,
+        environment=config[ENVIRONMENT_KEY],
+        region=config.get(REGION_KEY, config.get("region")),
+    )
 
 
 def parse_environment(

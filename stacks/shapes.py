@@ -166,10 +166,20 @@ class PriceSource:
 
 
 @dataclass(frozen=True)
+class PlatformPrices:
+    """Hourly prices of what an environment pays for besides its nodes."""
+
+    eks_cluster: float
+    nat_gateway: float
+    interface_endpoint_per_zone: float
+
+
+@dataclass(frozen=True)
 class ShapeCatalog:
-    """All shapes and instance types, looked up by name."""
+    """All shapes and instance types, looked up by name, and the platform's other prices."""
 
     prices: PriceSource
+    platform: PlatformPrices
     instance_types: Mapping[str, InstanceType]
     shapes: Mapping[str, Shape]
 
@@ -242,9 +252,17 @@ class _RawPrices(BaseModel):
     source: str
 
 
+class _RawPlatformPrices(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    eks_cluster: float = Field(ge=0)
+    nat_gateway: float = Field(ge=0)
+    interface_endpoint_per_zone: float = Field(ge=0)
+
+
 class _RawCatalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     prices: _RawPrices
+    platform: _RawPlatformPrices
     instance_types: dict[str, _RawInstanceType]
     shapes: dict[str, _RawShape]
 
@@ -320,7 +338,12 @@ def parse_catalog(data: Any, source: str) -> ShapeCatalog:
         currency=raw.prices.currency,
         source=raw.prices.source,
     )
-    return ShapeCatalog(prices=prices, instance_types=instances, shapes=shapes)
+    platform = PlatformPrices(
+        eks_cluster=raw.platform.eks_cluster,
+        nat_gateway=raw.platform.nat_gateway,
+        interface_endpoint_per_zone=raw.platform.interface_endpoint_per_zone,
+    )
+    return ShapeCatalog(prices=prices, platform=platform, instance_types=instances, shapes=shapes)
 
 
 def load_shapes(path: Path | None = None) -> ShapeCatalog:

@@ -100,6 +100,9 @@ class ClusterSpec(_Spec):
     ]
     admin_arns: list[Annotated[str, AfterValidator(formats.iam_principal)]] = []
     irsa: bool = False
+    load_balancer_controller: bool = Field(
+        False, description="Install the AWS Load Balancer Controller for public services."
+    )
     system_nodes: SystemNodesSpec = SystemNodesSpec()
 
 

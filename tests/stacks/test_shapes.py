@@ -70,6 +70,9 @@ def test_prices_carry_region_and_date() -> None:
     assert prices.region == "us-east-1"
     assert prices.read_on.year >= 2025
     assert prices.currency == "USD"
+    platform = load_shapes().platform
+    assert platform.eks_cluster == 0.10
+    assert 0 < platform.interface_endpoint_per_zone < platform.nat_gateway
 
 
 def test_a_slice_costs_its_share_of_the_node() -> None:
@@ -123,6 +126,7 @@ def _minimal(**shape: Any) -> dict[str, Any]:
             "currency": "USD",
             "source": "x",
         },
+        "platform": {"eks_cluster": 0.1, "nat_gateway": 0.045, "interface_endpoint_per_zone": 0.01},
         "instance_types": {
             "g5.xlarge": {
                 "vcpu": 4,
