@@ -19,6 +19,11 @@ from fermion.stacks.errors import FermionError
 from fermion.stacks.shapes import Shape
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
+# Which OS a node runs: Bottlerocket's NVIDIA variant brings its own device plugin.
+AMI_LABEL = "fermion.dev/ami"
+# cluster-autoscaler on AWS counts a node with this label as a GPU node even before its device
+# plugin reports GPUs, so it does not scale up twice for one pending pod.
+ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
 _AMI_TYPES = {
     ("al2023", True): "AL2023_x86_64_NVIDIA",
     ("al2023", False): "AL2023_x86_64_STANDARD",
@@ -85,7 +90,7 @@ class GpuNodePool(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         shape = args.shape
         instance_types = [it.name for it in shape.instance_types]
-        self.labels = {**dict(args.labels), **shape_labels(shape)}
+        self.labels = {**dict(args.labels), **shape_labels(shape), AMI_LABEL: args.ami}
         taints = gpu_taints(shape)
 
         offerings = aws.ec2.get_instance_type_offerings_output(
@@ -188,6 +193,7 @@ def shape_labels(shape: Shape) -> dict[str, str]:
     if shape.gpu is not None:
         labels["fermion.dev/gpu-model"] = shape.gpu.model
         labels["fermion.dev/gpus-per-node"] = str(shape.primary.gpu_count)
+        labels[ACCELERATOR_LABEL] = f"nvidia-{shape.gpu.model.lower()}"
     return labels
 
 

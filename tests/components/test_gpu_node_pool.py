@@ -68,6 +68,9 @@ def test_a_gpu_pool_gets_the_nvidia_ami_taint_and_labels(mocks: Recorder) -> Non
     assert group["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
     assert group["labels"]["fermion.dev/shape"] == "gpu.l4"
     assert group["labels"]["fermion.dev/gpu-model"] == "L4"
+    assert group["labels"]["fermion.dev/ami"] == "al2023"
+    # cluster-autoscaler knows a labelled node is a GPU node before its GPUs are reported.
+    assert group["labels"]["k8s.amazonaws.com/accelerator"] == "nvidia-l4"
     assert group["scalingConfig"] == {"minSize": 0, "maxSize": 4, "desiredSize": 0}
     assert group["launchTemplate"]["version"] == "3"
 
@@ -132,6 +135,7 @@ def test_scale_from_zero_tags(mocks: Recorder) -> None:
     assert tags[f"{prefix}/resources/nvidia.com/gpu"] == "8"
     assert tags[f"{prefix}/taint/nvidia.com/gpu"] == "true:NoSchedule"
     assert tags[f"{prefix}/label/fermion.dev/shape"] == "gpu.h100-sxm"
+    assert tags[f"{prefix}/label/k8s.amazonaws.com/accelerator"] == "nvidia-h100"
     assert tags["k8s.io/cluster-autoscaler/fermion-dev"] == "owned"
     assert tags["k8s.io/cluster-autoscaler/enabled"] == "true"
 
@@ -144,6 +148,7 @@ def test_a_cpu_pool_has_no_taint_and_the_standard_ami(mocks: Recorder) -> None:
     assert group["amiType"] == "AL2023_x86_64_STANDARD"
     assert not group.get("taints")
     assert "fermion.dev/gpu-model" not in group["labels"]
+    assert "k8s.amazonaws.com/accelerator" not in group["labels"]
 
 
 def test_the_node_role_and_its_policies(mocks: Recorder) -> None:
