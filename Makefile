@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/fermion validate dev
+	$(BIN)/fermion plan dev
 	$(BIN)/fermion shapes
 	$(BIN)/python examples/classifier/build.py build/classifier
 	$(BIN)/python examples/classifier/demo.py build/classifier/classifier.pt

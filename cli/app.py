@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from fermion.cli import image
 from fermion.cli.console import err
+from fermion.cli.plan import plan
 from fermion.cli.serve import serve
 from fermion.cli.shapes import shapes
 from fermion.cli.validate import validate
@@ -80,6 +81,7 @@ def _root(
 
 app.command("validate", rich_help_panel="Environments")(validate)
 app.command("shapes", rich_help_panel="Environments")(shapes)
+app.command("plan", rich_help_panel="Environments")(plan)
 app.command("serve", rich_help_panel="Models")(serve)
 app.add_typer(image.app, rich_help_panel="Models")
 

@@ -1,5 +1,5 @@
-"""Pulumi components for a fermion environment: network, cluster, GPU node pools, model store,
-image registry, runtime images and inference services.
+"""Pulumi components for a fermion environment: network, cluster, GPU node pools, cluster add-ons,
+model store, image registry and runtime images, and the Platform that composes them.
 
 Importing this package loads pulumi_aws; the CLI imports it only inside the commands that use it.
 """
@@ -7,14 +7,18 @@ Importing this package loads pulumi_aws; the CLI imports it only inside the comm
 from __future__ import annotations
 
 from fermion.components.cluster import Cluster, ClusterArgs
+from fermion.components.cluster_addons import ClusterAddons, ClusterAddonsArgs
 from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from fermion.components.image_registry import ImageRegistry, ImageRegistryArgs
 from fermion.components.model_store import ModelStore, ModelStoreArgs
 from fermion.components.network import Network, NetworkArgs
+from fermion.components.platform import Platform, PlatformArgs
 from fermion.components.runtime_image import RuntimeImage, RuntimeImageArgs
 
 __all__ = [
     "Cluster",
+    "ClusterAddons",
+    "ClusterAddonsArgs",
     "ClusterArgs",
     "GpuNodePool",
     "GpuNodePoolArgs",
@@ -24,6 +28,8 @@ __all__ = [
     "ModelStoreArgs",
     "Network",
     "NetworkArgs",
+    "Platform",
+    "PlatformArgs",
     "RuntimeImage",
     "RuntimeImageArgs",
 ]

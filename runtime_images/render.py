@@ -6,6 +6,7 @@ image tag: the tag changes exactly when something the image holds changes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -57,7 +58,10 @@ class RenderedContext:
     image: str
 
 
+@functools.cache
 def _environment(template_dir: Path | None) -> jinja2.Environment:
+    # One environment per folder keeps compiled templates between renders (a plan renders one
+    # context per service); Jinja still reloads a template whose file changed.
     ours = jinja2.FileSystemLoader(str(TEMPLATE_DIR))
     loaders: list[jinja2.BaseLoader] = []
     if template_dir is not None:

@@ -26,6 +26,11 @@ assert str(templates).startswith(site) and templates.is_dir(), templates
 spec = load_environment("dev")
 assert spec.services[0].name == "embed", spec
 assert len(load_shapes()) > 20
+from fermion.components.cluster_addons import load_balancer_controller_policy
+assert "elasticloadbalancing:" in load_balancer_controller_policy()
+from fermion.stacks.plan import plan_environment
+plan = plan_environment(spec)
+assert len(plan.resources) > 50 and plan.cost.per_hour_max_usd > 0, plan.cost
 sys.argv = ["fermion", "validate", "prod"]
 from fermion.cli import main
 main()
@@ -55,6 +60,8 @@ def test_wheel_holds_packages_and_data(wheel: Path) -> None:
         "fermion/templates/__init__.py",
         "fermion/cli/app.py",
         "fermion/components/__init__.py",
+        "fermion/components/aws_load_balancer_controller_iam_policy.json",
+        "fermion/cli/plan.py",
         "fermion/runtime_images/__init__.py",
     ):
         assert expected in names, expected

@@ -6,10 +6,15 @@ import asyncio
 import json
 import runpy
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
+from pulumi.runtime.stack import wait_for_rpcs
+
+from fermion.stacks import load_shapes
+from fermion.stacks.plan import OfflineAnswers
 
 from ..conftest import STACKS, environment_data
 
@@ -34,9 +39,15 @@ def event_loop_for_pulumi() -> Iterator[None]:
 
 
 def run_program(
-    monkeypatch: pytest.MonkeyPatch, stack: str, environment: Any, region: str | None = None
+    monkeypatch: pytest.MonkeyPatch,
+    stack: str,
+    environment: Any,
+    region: str | None = None,
+    mocks: pulumi.runtime.Mocks | None = None,
 ) -> dict[str, Any]:
-    pulumi.runtime.set_mocks(_Mocks(), project="fermion", stack=stack, preview=False)
+    pulumi.runtime.set_mocks(
+        _Mocks() if mocks is None else mocks, project="fermion", stack=stack, preview=True
+    )
     config = {} if environment is None else {"fermion:environment": json.dumps(environment)}
     if region is not None:
         config["aws:region"] = region
@@ -47,12 +58,22 @@ def run_program(
     return exports
 
 
-def test_the_program_reads_the_stack_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    exports = run_program(monkeypatch, "prod", environment_data("prod"), region="us-east-1")
+def test_the_program_reads_the_stack_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Pulumi runs the program from the project folder; build contexts are rendered under it.
+    monkeypatch.chdir(tmp_path)
+    answers = OfflineAnswers("us-east-1", load_shapes())
+    exports = run_program(
+        monkeypatch, "prod", environment_data("prod"), region="us-east-1", mocks=answers
+    )
+    asyncio.get_event_loop().run_until_complete(wait_for_rpcs())
+    assert (tmp_path / ".fermion" / "contexts" / "prod-embed" / "Dockerfile").is_file()
     assert exports["environment"] == "prod"
     assert exports["region"] == "us-east-1"
-    assert exports["cluster_name"] == "fermion-prod"
-    assert exports["services"] == ["embed", "classifier", "reranker", "tabular"]
+    assert exports["cluster_name"] is not None
+    assert set(exports) >= {"kubeconfig", "bucket", "registry_url", "vpc_id", "images"}
+    assert set(exports["images"]) == {"embed", "classifier", "reranker", "tabular"}
 
 
 def test_bad_config_stops_the_program_with_a_clean_message(

@@ -1,0 +1,171 @@
+"""`fermion plan ENV`: the environment's resource graph, cost per hour and findings, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from fermion.cli.console import out, print_json, usd
+from fermion.cli.validate import StacksDir
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
+
+    from fermion.stacks.plan import Plan, PlannedResource
+
+BANNER = (
+    "offline plan, not `pulumi preview`: the stack program ran under Pulumi's mocks and "
+    "nothing was sent to AWS. Values AWS computes show as (known after up)."
+)
+
+
+def plan(
+    env: Annotated[
+        str, typer.Argument(help="Environment name: reads Pulumi.<ENV>.yaml.", show_default=False)
+    ],
+    stacks_dir: StacksDir = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the graph, outputs, cost and findings as JSON."),
+    ] = False,
+    manifests: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifests",
+            help="Write each Kubernetes object (and each Helm release's chart and values) as "
+            "YAML into this folder.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Show what `fermion up ENV` would create, and its cost per hour, with no credentials."""
+    from fermion.stacks.environment import (
+        find_stacks_dir,
+        parse_environment,
+        read_stack_config,
+        stack_file,
+    )
+    from fermion.stacks.plan import plan_environment
+
+    path = stack_file(env, find_stacks_dir(stacks_dir))
+    config = read_stack_config(path)
+    spec = parse_environment(config.environment, env, region=config.region, source=str(path))
+    result = plan_environment(spec, config.environment)
+    written = None
+    if manifests is not None:
+        from fermion.stacks.manifests import write_manifests
+
+        written = write_manifests(result.resources, manifests)
+    if as_json:
+        print_json(result.to_json())
+        return
+    out.print(f"[bold yellow]{escape(BANNER)}[/]")
+    out.print()
+    out.print(_tree(result))
+    _print_outputs(result)
+    _print_cost(result)
+    _print_findings(result)
+    if result.assumptions:
+        out.print("[bold]assumed offline[/] (pulumi preview asks AWS instead):")
+        for text in result.assumptions:
+            out.print(f"  - {escape(text)}")
+    if written is not None:
+        out.print(
+            f"wrote {len(written.objects)} Kubernetes objects and {len(written.releases)} Helm "
+            f"releases to {escape(str(written.folder))}"
+        )
+
+
+def _tree(result: Plan) -> Tree:
+    from rich.tree import Tree
+
+    children = result.children()
+    root = Tree(
+        f"[bold]{result.environment}[/]: {len(result.resources)} resources "
+        f"({sum(1 for r in result.resources if not r.custom)} components)"
+    )
+
+    def add(node: Tree, parent: str | None) -> None:
+        for resource in children.get(parent, []):
+            branch = node.add(_label(resource, children))
+            add(branch, resource.urn)
+
+    add(root, None)
+    return root
+
+
+def _label(resource: PlannedResource, children: dict[str | None, list[PlannedResource]]) -> str:
+    if not resource.custom:
+        count = len(children.get(resource.urn, []))
+        return f"[bold cyan]{escape(resource.type)}[/] {escape(resource.name)} [dim]({count})[/]"
+    return f"[dim]{escape(resource.type)}[/] {escape(resource.name)}"
+
+
+def _print_outputs(result: Plan) -> None:
+    out.print("[bold]outputs[/]")
+    for key, value in result.outputs.items():
+        if isinstance(value, dict):
+            text = ", ".join(f"{k}: {v}" for k, v in value.items()) or "none"
+        elif isinstance(value, list):
+            text = ", ".join(str(v) for v in value) or "none"
+        else:
+            text = str(value)
+        out.print(f"  [dim]{key:<14}[/] {escape(text)}")
+
+
+def _print_cost(result: Plan) -> None:
+    from rich.table import Table
+
+    from fermion.stacks.cost import LEFT_OUT
+
+    cost = result.cost
+    table = Table(
+        title=f"cost per hour (on-demand, {cost.price_region} prices read {cost.read_on})",
+        title_justify="left",
+    )
+    for column in ("item", "detail", "count", "each", "at min", "at max"):
+        table.add_column(
+            column, justify="right" if column in ("each", "at min", "at max") else "left"
+        )
+    for line in cost.lines:
+        count = (
+            str(line.count_min)
+            if line.count_min == line.count_max
+            else f"{line.count_min}-{line.count_max}"
+        )
+        detail = line.detail if line.note is None else f"{line.detail}\n[dim]{line.note}[/]"
+        table.add_row(
+            line.item,
+            detail,
+            count,
+            usd(line.usd_per_hour_each),
+            usd(line.min_usd),
+            usd(line.max_usd),
+        )
+    table.add_section()
+    table.add_row(
+        "[bold]total[/]",
+        "",
+        "",
+        "",
+        f"[bold]{usd(cost.per_hour_min_usd)}[/]",
+        f"[bold]{usd(cost.per_hour_max_usd)}[/]",
+    )
+    out.print(table)
+    out.print(f"  [dim]not counted: {LEFT_OUT}[/]")
+
+
+def _print_findings(result: Plan) -> None:
+    if not result.findings:
+        out.print("[bold]findings[/]: none [dim](no policy pack yet)[/]")
+        return
+    out.print(f"[bold]findings[/]: {len(result.findings)}")
+    for finding in result.findings:
+        colour = "red" if finding.level == "mandatory" else "yellow"
+        out.print(
+            f"  [{colour}]{finding.level}[/] {escape(finding.policy)}: {escape(finding.message)}"
+            f"\n    [dim]{escape(finding.urn)}[/]"
+        )

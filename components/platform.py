@@ -1,0 +1,173 @@
+"""Platform: a whole fermion environment, composed from an EnvironmentSpec.
+
+`Network` feeds `Cluster`; the cluster feeds one `GpuNodePool` per pool and `ClusterAddons`;
+`ModelStore` and `ImageRegistry` stand beside them, and each service gets its `RuntimeImage`.
+The stack program (`fermion.stacks.program`) builds one of these and exports its outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from fermion.components.cluster import Cluster, ClusterArgs
+from fermion.components.cluster_addons import ClusterAddons, ClusterAddonsArgs
+from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from fermion.components.image_registry import ImageRegistry, ImageRegistryArgs
+from fermion.components.model_store import ModelStore, ModelStoreArgs
+from fermion.components.network import Network, NetworkArgs
+from fermion.components.runtime_image import RuntimeImage, RuntimeImageArgs
+from fermion.runtime_images.render import model_config
+from fermion.stacks.shapes import ShapeCatalog, load_shapes
+from fermion.stacks.spec import EnvironmentSpec
+
+ENVIRONMENT_TAG = "fermion.dev/environment"
+
+
+@dataclass(frozen=True)
+class PlatformArgs:
+    """An environment and where its services' build contexts are rendered.
+
+    `shapes` is the catalog the spec was checked against (the packaged one when None).
+    `context_dir` must be a folder this program may rewrite: each service's image context is
+    rendered under it, and its content hash becomes the image tag.
+    """
+
+    spec: EnvironmentSpec
+    shapes: ShapeCatalog | None = None
+    context_dir: Path = Path(".fermion/contexts")
+
+
+class Platform(pulumi.ComponentResource):
+    """Everything `fermion up ENV` creates, as one component.
+
+    Outputs: `cluster_name`, `kubeconfig` (secret), `bucket`, `registry_url`, `vpc_id` and
+    `images` (service name to the image reference its pods run). The parts are attributes too
+    (`network`, `cluster`, `node_pools`, `addons`, `store`, `registry`, `images`), for stacks
+    that build on one environment.
+    """
+
+    network: Network
+    cluster: Cluster
+    node_pools: dict[str, GpuNodePool]
+    addons: ClusterAddons
+    store: ModelStore
+    registry: ImageRegistry
+    runtime_images: dict[str, RuntimeImage]
+    outputs: dict[str, Any]
+
+    def __init__(
+        self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("fermion:index:Platform", name, None, opts)
+        spec = args.spec
+        shapes = load_shapes() if args.shapes is None else args.shapes
+        tags = {ENVIRONMENT_TAG: spec.name, **spec.tags}
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.network = Network(
+            f"{name}-network",
+            NetworkArgs.from_spec(spec.network, spec.cluster_name, tags, region=spec.region),
+            opts=child,
+        )
+        subnets = self.network.private_subnet_ids
+        zones = self.network.private_subnet_zones
+        system = spec.cluster.system_nodes
+        self.cluster = Cluster(
+            f"{name}-cluster",
+            ClusterArgs(
+                name=spec.cluster_name,
+                version=spec.cluster.version,
+                subnet_ids=subnets,
+                subnet_zones=zones,
+                system_shape=shapes.get(system.shape),
+                system_min=system.size.min,
+                system_max=system.size.max,
+                system_desired=system.size.desired,
+                endpoint_public=spec.cluster.endpoint_public,
+                public_access_cidrs=tuple(str(c) for c in spec.cluster.public_access_cidrs),
+                service_cidr=str(spec.cluster.service_cidr),
+                log_types=tuple(spec.cluster.log_types),
+                admin_arns=tuple(spec.cluster.admin_arns),
+                irsa=spec.cluster.irsa,
+                region=spec.region,
+                tags=tags,
+            ),
+            opts=child,
+        )
+        # Pools join a cluster whose networking add-ons are in place, or their nodes never
+        # turn Ready.
+        after_cluster = pulumi.ResourceOptions(
+            parent=self, depends_on=[self.cluster.cluster, *self.cluster.addons.values()]
+        )
+        self.node_pools = {
+            pool.name: GpuNodePool(
+                f"{name}-{pool.name}",
+                GpuNodePoolArgs(
+                    cluster_name=self.cluster.cluster_name,
+                    shape=shapes.get(pool.shape),
+                    subnet_ids=subnets,
+                    subnet_zones=zones,
+                    capacity=pool.capacity,
+                    min_size=pool.size.min,
+                    max_size=pool.size.max,
+                    desired_size=pool.size.desired,
+                    ami=pool.ami,
+                    disk_gib=pool.disk_gib,
+                    labels={"fermion.dev/pool": pool.name, **pool.labels},
+                    tags=tags,
+                ),
+                opts=after_cluster,
+            )
+            for pool in spec.node_pools
+        }
+        self.addons = ClusterAddons(
+            f"{name}-addons",
+            ClusterAddonsArgs(
+                cluster_name=self.cluster.cluster_name,
+                provider=self.cluster.provider,
+                region=spec.region,
+                kubernetes_version=spec.cluster.version,
+                vpc_id=self.network.vpc_id,
+                gpu=any(shapes.get(pool.shape).is_gpu for pool in spec.node_pools),
+                load_balancer_controller=spec.cluster.load_balancer_controller,
+                tags=tags,
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.cluster.system_nodes, *self.cluster.addons.values()]
+            ),
+        )
+        self.store = ModelStore(
+            f"{name}-models", ModelStoreArgs.from_spec(spec.storage, tags), opts=child
+        )
+        self.registry = ImageRegistry(
+            f"{name}-registry", ImageRegistryArgs.from_spec(spec.registry, tags), opts=child
+        )
+        self.runtime_images = {
+            service.name: RuntimeImage(
+                f"{name}-{service.name}",
+                RuntimeImageArgs(
+                    image=spec.image_for(service),
+                    model=model_config(service),
+                    repository_url=self.registry.repository_url,
+                    registry_id=self.registry.registry_id,
+                    context_dir=args.context_dir,
+                    pip_packages=tuple(service.pip_packages),
+                ),
+                opts=child,
+            )
+            for service in spec.services
+        }
+
+        self.outputs = {
+            "cluster_name": self.cluster.cluster_name,
+            "kubeconfig": self.cluster.kubeconfig,
+            "vpc_id": self.network.vpc_id,
+            "bucket": self.store.bucket_name,
+            "registry_url": self.registry.repository_url,
+            "images": {name: image.image_ref for name, image in self.runtime_images.items()},
+        }
+        self.register_outputs(self.outputs)

@@ -1,0 +1,287 @@
+"""`fermion plan`: the stack program run in-process under Pulumi's mocks, recorded as a graph.
+
+Nothing here reaches a cloud. Every resource the program registers is recorded with its type,
+name, parent and inputs as registered. The run is a preview: values a provider computes (ARNs,
+endpoints, ids) stay unknown, as they would in `pulumi preview`. The few lookups the program
+makes (zones, instance offerings, add-on versions) get offline answers, listed in
+`Plan.assumptions`. It is not a substitute for `pulumi preview`, which asks AWS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.output import Unknown
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.stack import wait_for_rpcs
+
+from fermion.stacks.cost import Cost, estimate_cost
+from fermion.stacks.errors import FermionError
+from fermion.stacks.shapes import ShapeCatalog, load_shapes
+from fermion.stacks.spec import EnvironmentSpec
+
+UNKNOWN = "(known after up)"
+SECRET = "[secret]"
+_ZONE_LETTERS = "abcdef"
+
+
+class PlanError(FermionError):
+    """The stack program stopped while it was being planned."""
+
+    def __init__(self, env: str, problem: str) -> None:
+        super().__init__(f"plan of {env!r} failed: {problem}")
+
+
+@dataclass(frozen=True)
+class PlannedResource:
+    """One registered resource: a component (custom False) or a cloud or Kubernetes object."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    inputs: dict[str, Any]
+    custom: bool
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A policy's verdict on one resource."""
+
+    policy: str
+    level: str  # "mandatory" or "advisory"
+    urn: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `pulumi up` would declare for one environment, read offline."""
+
+    environment: str
+    resources: list[PlannedResource]
+    outputs: dict[str, Any]
+    cost: Cost
+    findings: list[Finding] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `fermion plan --json` document."""
+        return {
+            "environment": self.environment,
+            "resources": [
+                {
+                    "urn": r.urn,
+                    "type": r.type,
+                    "name": r.name,
+                    "parent": r.parent,
+                    "inputs": r.inputs,
+                }
+                for r in self.resources
+            ],
+            "outputs": self.outputs,
+            "cost": self.cost.to_json(),
+            "findings": [
+                {"policy": f.policy, "level": f.level, "urn": f.urn, "message": f.message}
+                for f in self.findings
+            ],
+        }
+
+    def children(self) -> dict[str | None, list[PlannedResource]]:
+        """Resources by parent URN (None for the top level), in registration order."""
+        tree: dict[str | None, list[PlannedResource]] = {}
+        for resource in self.resources:
+            tree.setdefault(resource.parent, []).append(resource)
+        return tree
+
+
+class OfflineAnswers(pulumi.runtime.Mocks):
+    """Answers the program's lookups without AWS, and notes each assumption it makes."""
+
+    def __init__(self, region: str, shapes: ShapeCatalog) -> None:
+        self.region = region
+        self.shapes = shapes
+        self.assumptions: dict[str, str] = {}
+        self._zones = [f"{region}{letter}" for letter in _ZONE_LETTERS]
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        # Inputs come back as state; everything a provider would compute stays unknown.
+        return "", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
+        token = args.token
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            self._assume("zones", f"the region's zones are {', '.join(self._zones)}")
+            return {"names": self._zones, "zoneIds": self._zones, "id": self.region}, []
+        if token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            self._assume("offerings", "every zone offers every instance type of every shape")
+            wanted = [v for f in args.args.get("filters", []) for v in f.get("values", [])]
+            types = [t for t in wanted for _ in self._zones]
+            locations = [z for _ in wanted for z in self._zones]
+            return {
+                "instanceTypes": types,
+                "locations": locations,
+                "locationTypes": ["availability-zone"] * len(types),
+                "id": self.region,
+            }, []
+        if token == "aws:index/getRegion:getRegion":
+            return {"name": self.region, "region": self.region, "id": self.region}, []
+        if token == "aws:eks/getAddonVersion:getAddonVersion":
+            self._assume("addons", "managed add-on versions are AWS's defaults, looked up by up")
+            return {"version": UNKNOWN, "id": str(args.args.get("addonName", ""))}, []
+        if token == "aws:ec2/getSubnet:getSubnet":
+            self._assume("subnets", "the given subnets are spread over the region's zones")
+            index = int.from_bytes(str(args.args.get("id", "")).encode()) % 3
+            return {"availabilityZone": self._zones[index], "id": args.args.get("id")}, []
+        if token == "aws:ec2/getVpc:getVpc":
+            return {"cidrBlock": UNKNOWN, "id": args.args.get("id")}, []
+        return {"accountId": UNKNOWN, "userName": UNKNOWN, "password": UNKNOWN}, []
+
+    def _assume(self, key: str, text: str) -> None:
+        self.assumptions.setdefault(key, text)
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The SDK's mock monitor, also keeping each registration's parent and inputs."""
+
+    def __init__(self, answers: OfflineAnswers) -> None:
+        super().__init__(answers)
+        self.recorded: list[PlannedResource] = []
+        # (scratch folder, what to show instead): the plan renders build contexts into a
+        # scratch folder, but shows the paths `pulumi up` would use, so plans can be diffed.
+        self.alias: tuple[str, str] | None = None
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        if request.type != "pulumi:pulumi:Stack":
+            parent = request.parent or None
+            if parent is not None and parent.split("::")[2] == "pulumi:pulumi:Stack":
+                parent = None
+            inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
+            self.recorded.append(
+                PlannedResource(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    parent=parent,
+                    inputs=_plain(inputs, self.alias),
+                    custom=bool(request.custom),
+                )
+            )
+        return response
+
+
+def plan_environment(
+    spec: EnvironmentSpec,
+    data: object = None,
+    shapes: ShapeCatalog | None = None,
+    context_dir: Path | None = None,
+) -> Plan:
+    """Run the stack program for `spec` under mocks and record what it declares.
+
+    `data` is the environment object as written in the stack file (the spec's own values when
+    None); the program parses it again, exactly as `pulumi up` would.
+    """
+    from fermion.stacks import program
+
+    catalog = load_shapes() if shapes is None else shapes
+    environment = spec.model_dump(mode="json", exclude={"name", "region"}) if data is None else data
+    answers = OfflineAnswers(spec.region, catalog)
+    monitor = _RecordingMonitor(answers)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        pulumi.runtime.set_mocks(
+            answers, project="fermion", stack=spec.name, preview=True, monitor=monitor
+        )
+        pulumi.runtime.set_all_config(
+            {"fermion:environment": json.dumps(environment), "aws:region": spec.region}
+        )
+        with tempfile.TemporaryDirectory(prefix="fermion-plan-") as scratch:
+            contexts = Path(scratch) if context_dir is None else context_dir
+            if context_dir is None:
+                monitor.alias = (scratch, str(program.DEFAULT_CONTEXT_DIR))
+            try:
+                program.main(context_dir=contexts, shapes=catalog)
+                loop.run_until_complete(wait_for_rpcs())
+                outputs = loop.run_until_complete(_stack_outputs())
+            except pulumi.RunError as exc:
+                raise PlanError(spec.name, str(exc)) from None
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    return Plan(
+        environment=spec.name,
+        resources=_tree_order(monitor.recorded),
+        outputs=outputs,
+        cost=estimate_cost(monitor.recorded, catalog),
+        findings=[],
+        assumptions=list(answers.assumptions.values()),
+    )
+
+
+def _tree_order(resources: list[PlannedResource]) -> list[PlannedResource]:
+    """Depth first, each resource's children by type then name: the same for every run, so
+    plans can be diffed. (Registration order depends on when each Output resolved.)"""
+    children: dict[str | None, list[PlannedResource]] = {}
+    for resource in resources:
+        children.setdefault(resource.parent, []).append(resource)
+    ordered: list[PlannedResource] = []
+
+    def visit(parent: str | None) -> None:
+        for resource in sorted(children.get(parent, []), key=lambda r: (r.type, r.name)):
+            ordered.append(resource)
+            visit(resource.urn)
+
+    visit(None)
+    return ordered
+
+
+async def _stack_outputs() -> dict[str, Any]:
+    stack = pulumi.runtime.get_root_resource()
+    exported: Mapping[str, Any] = getattr(stack, "outputs", {})
+    return {name: await _value(value) for name, value in exported.items()}
+
+
+async def _value(value: Any) -> Any:
+    if isinstance(value, pulumi.Output):
+        if await value.is_secret():
+            return SECRET
+        if not await value.is_known():
+            return UNKNOWN
+        return await _value(await value.future())
+    if isinstance(value, dict):
+        return {str(k): await _value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [await _value(v) for v in value]
+    return _plain(value)
+
+
+def _plain(value: Any, alias: tuple[str, str] | None = None) -> Any:
+    """Registered inputs as JSON: unknowns and secrets are named, resources become URNs."""
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return SECRET
+        return {str(k): _plain(v, alias) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, alias) for v in value]
+    if alias is not None and isinstance(value, str) and value.startswith(alias[0]):
+        return alias[1] + value[len(alias[0]) :]
+    if isinstance(value, Unknown) or value == rpc.UNKNOWN:
+        return UNKNOWN
+    if isinstance(value, float) and value.is_integer():
+        # The wire carries every number as a double; counts and sizes read better as integers.
+        return int(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, pulumi.Resource):
+        return UNKNOWN
+    return str(value)

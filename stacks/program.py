@@ -1,0 +1,59 @@
+"""The Pulumi program: one stack per environment, configured by `fermion:environment`.
+
+This module is wiring only. It reads the stack's config into an EnvironmentSpec (bad input stops
+here, before any resource is declared), builds the environment's `Platform` and exports what
+it holds. `pulumi up` runs it through `stacks/__main__.py`; `fermion plan` runs it in-process
+under Pulumi's mocks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+
+from fermion.stacks.environment import ENVIRONMENT_KEY, REGION_KEY, parse_environment
+from fermion.stacks.errors import FermionError
+from fermion.stacks.shapes import ShapeCatalog
+
+# Relative to the program's working folder: Pulumi runs the program from the project.
+DEFAULT_CONTEXT_DIR = Path(".fermion/contexts")
+
+
+def main(context_dir: Path | None = None, shapes: ShapeCatalog | None = None) -> None:
+    """Declare the environment named by the current stack."""
+    # Components import pulumi_aws, which takes a second; the config is checked before that.
+    env = pulumi.get_stack()
+    data = pulumi.Config("fermion").get_object("environment")
+    region = pulumi.Config("aws").get("region")
+    if data is None:
+        raise pulumi.RunError(
+            f"stack {env!r} has no `{ENVIRONMENT_KEY}` setting. Add it to stacks/Pulumi.{env}.yaml "
+            "(an empty object, {}, takes every default); see docs/environment.md"
+        )
+    try:
+        spec = parse_environment(
+            data,
+            env,
+            region=region,
+            source=f"stack {env!r} ({ENVIRONMENT_KEY}, {REGION_KEY})",
+            shapes=shapes,
+        )
+    except FermionError as exc:
+        # RunError prints the message alone, without a Python traceback.
+        raise pulumi.RunError(str(exc)) from None
+
+    from fermion.components.platform import Platform, PlatformArgs
+
+    platform = Platform(
+        env,
+        PlatformArgs(
+            spec,
+            shapes=shapes,
+            context_dir=DEFAULT_CONTEXT_DIR if context_dir is None else context_dir,
+        ),
+    )
+    pulumi.export("environment", spec.name)
+    pulumi.export("region", spec.region)
+    for key, value in platform.outputs.items():
+        pulumi.export(key, value)

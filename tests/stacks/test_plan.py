@@ -1,0 +1,156 @@
+"""The offline plan: the stack program under Pulumi's mocks, recorded as a graph with a cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fermion.stacks import load_shapes
+from fermion.stacks.cost import estimate_cost
+from fermion.stacks.environment import load_environment, parse_environment
+from fermion.stacks.plan import SECRET, UNKNOWN, Plan, PlanError, PlannedResource, plan_environment
+
+from ..conftest import STACKS, environment_data
+
+NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+
+
+@pytest.fixture(scope="module")
+def dev_plan() -> Plan:
+    return plan_environment(load_environment("dev", STACKS), environment_data("dev"))
+
+
+@pytest.fixture(scope="module")
+def prod_plan() -> Plan:
+    return plan_environment(load_environment("prod", STACKS), environment_data("prod"))
+
+
+def _of_type(plan: Plan, typ: str) -> list[PlannedResource]:
+    return [r for r in plan.resources if r.type == typ]
+
+
+def test_the_json_document_has_exactly_the_documented_shape(dev_plan: Plan) -> None:
+    document = dev_plan.to_json()
+    assert list(document) == ["environment", "resources", "outputs", "cost", "findings"]
+    assert document["environment"] == "dev"
+    assert document["findings"] == []
+    for resource in document["resources"]:
+        assert list(resource) == ["urn", "type", "name", "parent", "inputs"]
+        assert isinstance(resource["inputs"], dict)
+    assert set(document["cost"]) == {"per_hour_min_usd", "per_hour_max_usd", "lines"}
+
+
+def test_every_resource_hangs_under_the_platform(dev_plan: Plan) -> None:
+    urns = {r.urn for r in dev_plan.resources}
+    assert len(urns) == len(dev_plan.resources)
+    top = [r for r in dev_plan.resources if r.parent is None]
+    assert [(r.type, r.name) for r in top] == [("fermion:index:Platform", "dev")]
+    assert all(r.parent in urns for r in dev_plan.resources if r.parent is not None)
+    components = {r.type for r in dev_plan.resources if not r.custom}
+    assert {
+        "fermion:index:Network",
+        "fermion:index:Cluster",
+        "fermion:index:GpuNodePool",
+        "fermion:index:ClusterAddons",
+        "fermion:index:ModelStore",
+        "fermion:index:ImageRegistry",
+        "fermion:index:RuntimeImage",
+    } <= components
+
+
+def test_the_gpu_pool_gets_the_nvidia_ami_and_the_gpu_taint(dev_plan: Plan) -> None:
+    groups = {r.name: r.inputs for r in _of_type(dev_plan, NODE_GROUP)}
+    gpu = groups["dev-gpu-l4"]
+    assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
+    assert {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"} in gpu["taints"]
+    assert gpu["scalingConfig"]["minSize"] == 0
+    system = groups["dev-cluster-system"]
+    assert system["amiType"] == "AL2023_x86_64_STANDARD"
+    assert not system.get("taints")
+
+
+def test_inputs_name_what_only_up_can_know_and_hide_secrets(dev_plan: Plan) -> None:
+    cluster = _of_type(dev_plan, "aws:eks/cluster:Cluster")[0]
+    assert cluster.inputs["roleArn"] == UNKNOWN
+    assert cluster.inputs["name"] == "fermion-dev"
+    assert cluster.inputs["encryptionConfig"]["resources"] == ["secrets"]
+    assert dev_plan.outputs["kubeconfig"] == SECRET
+    assert dev_plan.outputs["cluster_name"] == "fermion-dev"
+    assert dev_plan.outputs["images"] == {"embed": UNKNOWN}
+
+
+def test_the_plan_is_the_same_every_run(dev_plan: Plan) -> None:
+    again = plan_environment(load_environment("dev", STACKS), environment_data("dev"))
+    assert again.to_json() == dev_plan.to_json()
+
+
+def test_dev_costs_its_nodes_control_plane_and_nat_at_both_ends(dev_plan: Plan) -> None:
+    shapes = load_shapes()
+    system = shapes.get("cpu.medium").primary.usd_per_hour
+    l4 = shapes.get("gpu.l4").primary.usd_per_hour
+    fixed = shapes.platform.eks_cluster + shapes.platform.nat_gateway  # nat: single
+    assert dev_plan.cost.per_hour_min_usd == pytest.approx(fixed + 1 * system, abs=1e-4)
+    assert dev_plan.cost.per_hour_max_usd == pytest.approx(fixed + 2 * system + 2 * l4, abs=1e-4)
+
+
+def test_prod_counts_a_nat_per_zone_and_each_endpoint_in_each_zone(prod_plan: Plan) -> None:
+    items = [line.item for line in prod_plan.cost.lines]
+    assert items.count("NAT gateway") == 3
+    endpoints = [line for line in prod_plan.cost.lines if line.item == "interface endpoint"]
+    assert len(endpoints) == 4
+    assert all(line.count_min == line.count_max == 3 for line in endpoints)
+    spot = [line for line in prod_plan.cost.lines if "spot" in line.detail]
+    assert len(spot) == 1
+    assert spot[0].note is not None and "on-demand price" in spot[0].note
+    assert spot[0].count_min == 0 and spot[0].count_max == 8
+
+
+def test_prod_declares_every_pool_and_service(prod_plan: Plan) -> None:
+    pools = {r.name for r in _of_type(prod_plan, NODE_GROUP)}
+    assert pools == {
+        "prod-cluster-system",
+        "prod-a10-on-demand",
+        "prod-a10-spot",
+        "prod-l40s",
+        "prod-cpu",
+    }
+    images = {r.name for r in _of_type(prod_plan, "docker-build:index:Image")}
+    assert images == {"prod-embed", "prod-classifier", "prod-reranker", "prod-tabular"}
+    bucket = _of_type(prod_plan, "aws:s3/bucket:Bucket")
+    assert "example-corp-fermion-prod-models" in {b.inputs.get("bucket") for b in bucket}
+
+
+def test_a_failing_program_is_a_plan_error_not_a_traceback() -> None:
+    spec = parse_environment({}, "qa")
+    with pytest.raises(PlanError) as info:
+        plan_environment(spec, {"services": "not a list"})
+    assert "plan of 'qa' failed" in str(info.value)
+    assert "services" in str(info.value)
+
+
+def _group(name: str, types: list[str], low: int, high: int, capacity: str) -> PlannedResource:
+    inputs: dict[str, Any] = {
+        "instanceTypes": types,
+        "scalingConfig": {"minSize": low, "maxSize": high},
+        "capacityType": capacity,
+    }
+    return PlannedResource(f"urn:{name}", NODE_GROUP, name, None, inputs, True)
+
+
+def test_cost_lines_say_when_a_price_is_a_bound_or_missing() -> None:
+    cost = estimate_cost(
+        [
+            _group("a", ["g5.xlarge"], 1, 3, "ON_DEMAND"),
+            _group("b", ["g5.xlarge"], 0, 2, "SPOT"),
+            _group("c", ["x9.huge"], 1, 1, "ON_DEMAND"),
+        ],
+        load_shapes(),
+    )
+    a, b, c = cost.lines
+    price = load_shapes().instance_types["g5.xlarge"].usd_per_hour
+    assert (a.min_usd, a.max_usd, a.note) == (price, 3 * price, None)
+    assert b.note is not None and "spot" in b.note
+    assert c.usd_per_hour_each == 0 and c.note == "x9.huge has no price in the shape catalog"
+    assert cost.per_hour_min_usd == pytest.approx(price, abs=1e-4)
+    assert cost.per_hour_max_usd == pytest.approx(5 * price, abs=1e-4)
