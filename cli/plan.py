@@ -107,13 +107,18 @@ def _label(resource: PlannedResource, children: dict[str | None, list[PlannedRes
 def _print_outputs(result: Plan) -> None:
     out.print("[bold]outputs[/]")
     for key, value in result.outputs.items():
-        if isinstance(value, dict):
-            text = ", ".join(f"{k}: {v}" for k, v in value.items()) or "none"
-        elif isinstance(value, list):
-            text = ", ".join(str(v) for v in value) or "none"
-        else:
-            text = str(value)
-        out.print(f"  [dim]{key:<14}[/] {escape(text)}")
+        _print_output(key, value, 1)
+
+
+def _print_output(key: str, value: object, depth: int) -> None:
+    indent = "  " * depth
+    if isinstance(value, dict) and value:
+        out.print(f"{indent}[dim]{escape(key)}[/]")
+        for inner, item in value.items():
+            _print_output(str(inner), item, depth + 1)
+        return
+    text = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    out.print(f"{indent}[dim]{escape(key)}:[/] {escape(text or 'none')}", soft_wrap=True)
 
 
 def _print_cost(result: Plan) -> None:

@@ -1,5 +1,6 @@
 """Pulumi components for a fermion environment: network, cluster, GPU node pools, cluster add-ons,
-model store, image registry and runtime images, and the Platform that composes them.
+model store, image registry, runtime images and inference services, and the Platform that
+composes them.
 
 Importing this package loads pulumi_aws; the CLI imports it only inside the commands that use it.
 """
@@ -10,6 +11,7 @@ from fermion.components.cluster import Cluster, ClusterArgs
 from fermion.components.cluster_addons import ClusterAddons, ClusterAddonsArgs
 from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from fermion.components.image_registry import ImageRegistry, ImageRegistryArgs
+from fermion.components.inference_service import InferenceService, InferenceServiceArgs
 from fermion.components.model_store import ModelStore, ModelStoreArgs
 from fermion.components.network import Network, NetworkArgs
 from fermion.components.platform import Platform, PlatformArgs
@@ -24,6 +26,8 @@ __all__ = [
     "GpuNodePoolArgs",
     "ImageRegistry",
     "ImageRegistryArgs",
+    "InferenceService",
+    "InferenceServiceArgs",
     "ModelStore",
     "ModelStoreArgs",
     "Network",

@@ -12,19 +12,27 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from fermion.components.cluster import Cluster, ClusterArgs
 from fermion.components.cluster_addons import ClusterAddons, ClusterAddonsArgs
 from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from fermion.components.image_registry import ImageRegistry, ImageRegistryArgs
+from fermion.components.inference_service import (
+    InferenceService,
+    InferenceServiceArgs,
+    s3_read_policy,
+)
 from fermion.components.model_store import ModelStore, ModelStoreArgs
 from fermion.components.network import Network, NetworkArgs
 from fermion.components.runtime_image import RuntimeImage, RuntimeImageArgs
+from fermion.runtime_images.catalog import load_image
 from fermion.runtime_images.render import model_config
 from fermion.stacks.shapes import ShapeCatalog, load_shapes
-from fermion.stacks.spec import EnvironmentSpec
+from fermion.stacks.spec import EnvironmentSpec, ServiceSpec
 
 ENVIRONMENT_TAG = "fermion.dev/environment"
+SERVICES_NAMESPACE = "inference"
 
 
 @dataclass(frozen=True)
@@ -44,10 +52,11 @@ class PlatformArgs:
 class Platform(pulumi.ComponentResource):
     """Everything `fermion up ENV` creates, as one component.
 
-    Outputs: `cluster_name`, `kubeconfig` (secret), `bucket`, `registry_url`, `vpc_id` and
-    `images` (service name to the image reference its pods run). The parts are attributes too
-    (`network`, `cluster`, `node_pools`, `addons`, `store`, `registry`, `images`), for stacks
-    that build on one environment.
+    Outputs: `cluster_name`, `kubeconfig` (secret), `bucket`, `registry_url`, `vpc_id`,
+    `images` (service name to the image reference its pods run) and `endpoints` (service name
+    to its in-cluster URL, and its public URL when it has one). The parts are attributes too
+    (`network`, `cluster`, `node_pools`, `addons`, `store`, `registry`, `runtime_images`,
+    `services`), for stacks that build on one environment.
     """
 
     network: Network
@@ -57,6 +66,7 @@ class Platform(pulumi.ComponentResource):
     store: ModelStore
     registry: ImageRegistry
     runtime_images: dict[str, RuntimeImage]
+    services: dict[str, InferenceService]
     outputs: dict[str, Any]
 
     def __init__(
@@ -146,11 +156,19 @@ class Platform(pulumi.ComponentResource):
         self.registry = ImageRegistry(
             f"{name}-registry", ImageRegistryArgs.from_spec(spec.registry, tags), opts=child
         )
-        self.runtime_images = {
-            service.name: RuntimeImage(
+        self.runtime_images = {}
+        self.services = {}
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-inference",
+            metadata={"name": SERVICES_NAMESPACE, "labels": {ENVIRONMENT_TAG: spec.name}},
+            opts=pulumi.ResourceOptions(parent=self, provider=self.cluster.provider),
+        )
+        for service in spec.services:
+            image_name = spec.image_for(service)
+            image = RuntimeImage(
                 f"{name}-{service.name}",
                 RuntimeImageArgs(
-                    image=spec.image_for(service),
+                    image=image_name,
                     model=model_config(service),
                     repository_url=self.registry.repository_url,
                     registry_id=self.registry.registry_id,
@@ -159,8 +177,10 @@ class Platform(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-            for service in spec.services
-        }
+            self.runtime_images[service.name] = image
+            self.services[service.name] = self._service(
+                name, spec, service, image, shapes, load_image(image_name).port, tags, namespace
+            )
 
         self.outputs = {
             "cluster_name": self.cluster.cluster_name,
@@ -169,5 +189,62 @@ class Platform(pulumi.ComponentResource):
             "bucket": self.store.bucket_name,
             "registry_url": self.registry.repository_url,
             "images": {name: image.image_ref for name, image in self.runtime_images.items()},
+            "endpoints": {name: _endpoints(service) for name, service in self.services.items()},
         }
         self.register_outputs(self.outputs)
+
+    def _service(
+        self,
+        name: str,
+        spec: EnvironmentSpec,
+        service: ServiceSpec,
+        image: RuntimeImage,
+        shapes: ShapeCatalog,
+        port: int,
+        tags: dict[str, str],
+        namespace: k8s.core.v1.Namespace,
+    ) -> InferenceService:
+        if service.model.uri is not None:
+            model_uri: pulumi.Input[str] = service.model.uri
+            policy: pulumi.Input[str] = s3_read_policy(service.model.uri)
+        else:
+            model_uri = self.store.bucket_name.apply(
+                lambda bucket: f"s3://{bucket}/{service.name}/{service.model.version}/"
+            )
+            policy = self.store.read_only_policy(service.name)
+        return InferenceService(
+            f"{name}-{service.name}",
+            InferenceServiceArgs(
+                name=service.name,
+                image=image.image_ref,
+                shape=shapes.get(service.shape),
+                cluster_name=self.cluster.cluster_name,
+                provider=self.cluster.provider,
+                model_uri=model_uri,
+                model_policy=policy,
+                namespace=SERVICES_NAMESPACE,
+                port=port,
+                min_replicas=service.replicas.min,
+                max_replicas=service.replicas.max,
+                # The spec's rules refuse queue_depth before it gets here.
+                metric="rps" if service.autoscaling.metric == "rps" else "in_flight",
+                target=service.autoscaling.target,
+                scale_down_delay_s=service.autoscaling.scale_down_delay_s,
+                timeout_s=service.timeout_s,
+                env=service.env,
+                public=service.public,
+                interceptor_service=self.addons.interceptor_service,
+                tags=tags,
+            ),
+            # KEDA's CRDs and the pools that run the replicas come first.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[namespace, self.addons, *self.node_pools.values()]
+            ),
+        )
+
+
+def _endpoints(service: InferenceService) -> dict[str, Any]:
+    urls: dict[str, Any] = {"url": service.endpoint}
+    if service.public_endpoint is not None:
+        urls["public_url"] = service.public_endpoint
+    return urls

@@ -270,7 +270,8 @@ def _plain(value: Any, alias: tuple[str, str] | None = None) -> Any:
     if isinstance(value, dict):
         if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
             return SECRET
-        return {str(k): _plain(v, alias) for k, v in value.items()}
+        # Sorted: the wire's maps carry no order, and a plan must read the same every run.
+        return {str(k): _plain(value[k], alias) for k in sorted(value, key=str)}
     if isinstance(value, (list, tuple)):
         return [_plain(v, alias) for v in value]
     if alias is not None and isinstance(value, str) and value.startswith(alias[0]):

@@ -13,7 +13,7 @@ from fermion.stacks.formats import parse_tensor_spec
 from fermion.stacks.shapes import ShapeCatalog, load_shapes
 
 if TYPE_CHECKING:
-    from fermion.stacks.spec import EnvironmentSpec
+    from fermion.stacks.spec import EnvironmentSpec, ServiceSpec
 
 
 def _dupes(names: Iterable[str]) -> set[str]:
@@ -308,7 +308,43 @@ def _check_workloads(spec: EnvironmentSpec, shapes: ShapeCatalog) -> list[SpecPr
                 )
             )
 
+        problems += _check_serving(spec, path, svc)
+
     problems += _check_capacity(spec, shapes)
+    return problems
+
+
+def _check_serving(spec: EnvironmentSpec, path: str, svc: ServiceSpec) -> list[SpecProblem]:
+    """How a service is scaled and reached must be something the cluster can do."""
+    problems: list[SpecProblem] = []
+    if svc.autoscaling.metric == "queue_depth":
+        problems.append(
+            SpecProblem(
+                f"{path}.autoscaling.metric",
+                "queue_depth needs a Prometheus in the cluster, which fermion does not install",
+                "'queue_depth'",
+                "Use in_flight (requests being handled per replica) or rps",
+            )
+        )
+    if svc.public and not spec.cluster.load_balancer_controller:
+        problems.append(
+            SpecProblem(
+                f"{path}.public",
+                "a public service needs the AWS Load Balancer Controller for its load balancer",
+                "true",
+                "Set cluster.load_balancer_controller: true, or make the service private",
+            )
+        )
+    if svc.public and svc.replicas.min < 1:
+        problems.append(
+            SpecProblem(
+                f"{path}.replicas.min",
+                "a public service's load balancer sends requests straight to its replicas, "
+                "so it cannot scale to zero",
+                "0",
+                "Set replicas.min to 1 or more, or make the service private",
+            )
+        )
     return problems
 
 

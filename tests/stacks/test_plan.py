@@ -121,6 +121,30 @@ def test_prod_declares_every_pool_and_service(prod_plan: Plan) -> None:
     assert "example-corp-fermion-prod-models" in {b.inputs.get("bucket") for b in bucket}
 
 
+def test_each_service_runs_behind_keda_with_an_endpoint(prod_plan: Plan) -> None:
+    endpoints = prod_plan.outputs["endpoints"]
+    assert set(endpoints) == {"embed", "classifier", "reranker", "tabular"}
+    assert endpoints["embed"]["url"].endswith(":8080/v2/models/embed")
+    scalers = {
+        r.inputs["metadata"]["name"]: r.inputs["spec"]
+        for r in _of_type(prod_plan, "kubernetes:http.keda.sh/v1alpha1:HTTPScaledObject")
+        if r.inputs.get("kind") == "HTTPScaledObject"
+    }
+    assert scalers["reranker"]["scalingMetric"]["requestRate"]["targetValue"] == 200
+    assert scalers["reranker"]["replicas"] == {"max": 4, "min": 0}
+    deployments = {
+        r.inputs["metadata"]["name"]: r.inputs["spec"]["template"]["spec"]
+        for r in _of_type(prod_plan, "kubernetes:apps/v1:Deployment")
+    }
+    env = deployments["embed"]["containers"][0]["env"]
+    assert {
+        "name": "FERMION_MODEL_URI",
+        "value": "s3://example-corp-fermion-prod-models/embed/3/",
+    } in env
+    reranker = deployments["reranker"]["containers"][0]["env"]
+    assert reranker[0]["value"] == "s3://example-corp-ml-artifacts/reranker/2024-11/"
+
+
 def test_a_failing_program_is_a_plan_error_not_a_traceback() -> None:
     spec = parse_environment({}, "qa")
     with pytest.raises(PlanError) as info:

@@ -312,3 +312,18 @@ def test_the_public_api_resolves() -> None:
     assert sorted(stacks.__all__) == sorted(stacks._EXPORTS)
     for name in stacks.__all__:
         assert getattr(stacks, name) is not None
+
+
+def test_queue_depth_is_refused_with_the_metrics_that_work(dev: dict[str, Any]) -> None:
+    put(dev, "services[0].autoscaling.metric", "queue_depth")
+    problem = assert_problem(dev, "services[0].autoscaling.metric", "needs a Prometheus")
+    assert "in_flight" in problem.render()
+
+
+def test_a_public_service_needs_the_controller_and_a_replica(dev: dict[str, Any]) -> None:
+    put(dev, "services[0].public", True)
+    assert_problem(dev, "services[0].public", "AWS Load Balancer Controller")
+    assert_problem(dev, "services[0].replicas.min", "cannot scale to zero")
+    put(dev, "cluster.load_balancer_controller", True)
+    put(dev, "services[0].replicas.min", 1)
+    parse_environment(dev, "dev")

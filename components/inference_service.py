@@ -1,0 +1,353 @@
+"""InferenceService: a service's runtime image running on its shape, scaled by KEDA.
+
+Requests reach the replicas through the KEDA HTTP add-on's interceptor, which routes by path
+(`/v2/models/<name>/...`, the Open Inference Protocol's own prefix), counts requests for the
+autoscaler, and holds them while a service scaled to zero starts a replica. Each service reads
+its model with its own AWS role (EKS Pod Identity), limited to its own prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from fermion.components.cluster import pod_identity_role
+from fermion.components.cluster_addons import INTERCEPTOR_SERVICE
+from fermion.components.gpu_node_pool import GPU_TAINT_KEY
+from fermion.stacks.errors import FermionError
+from fermion.stacks.shapes import Shape
+
+MODEL_URI_VARIABLE = "FERMION_MODEL_URI"
+_NLB = "service.beta.kubernetes.io/aws-load-balancer"
+# An internet-facing NLB (AWS Load Balancer Controller) that sends traffic to pod IPs.
+_NLB_ANNOTATIONS = {
+    f"{_NLB}-type": "external",
+    f"{_NLB}-nlb-target-type": "ip",
+    f"{_NLB}-scheme": "internet-facing",
+}
+# Endpoints leave the load balancers' targets before a replica stops taking requests.
+PRE_STOP_SECONDS = 5
+
+
+class ServiceArgsError(FermionError):
+    """InferenceServiceArgs that no cluster could run."""
+
+    def __init__(self, service: str, problem: str, fix: str) -> None:
+        super().__init__(f"inference service {service!r}: {problem}. {fix}")
+
+
+@dataclass(frozen=True)
+class InferenceServiceArgs:
+    """One model server deployment and how it scales.
+
+    `model_uri` is where the server loads the model from (it becomes ${FERMION_MODEL_URI});
+    `model_policy` is the IAM policy (JSON) its pods get to read it, typically
+    `ModelStore.read_only_policy(name)`. `grace_period_s` must match the image's serving
+    config: the pod gets that long, plus the pre-stop pause, to drain. `cold_start_timeout_s`
+    is how long the interceptor holds a request while a service at zero starts a replica.
+    The `namespace` must exist.
+    """
+
+    name: str
+    image: pulumi.Input[str]
+    shape: Shape
+    cluster_name: pulumi.Input[str]
+    provider: pulumi.ProviderResource
+    model_uri: pulumi.Input[str]
+    model_policy: pulumi.Input[str] | None = None
+    namespace: str = "inference"
+    port: int = 8080
+    min_replicas: int = 1
+    max_replicas: int = 2
+    metric: Literal["in_flight", "rps"] = "in_flight"
+    target: float = 8.0
+    scale_down_delay_s: int = 300
+    timeout_s: float = 30.0
+    cold_start_timeout_s: int = 600
+    grace_period_s: float = 30.0
+    env: Mapping[str, str] = field(default_factory=dict)
+    public: bool = False
+    interceptor_service: str = INTERCEPTOR_SERVICE
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
+            raise ServiceArgsError(
+                self.name,
+                f"replicas {self.min_replicas}..{self.max_replicas} are not a range",
+                "Use 0 <= min_replicas <= max_replicas, with max_replicas at least 1",
+            )
+        if self.public and self.min_replicas < 1:
+            raise ServiceArgsError(
+                self.name,
+                "a public service is reached straight through its load balancer and cannot "
+                "scale to zero",
+                "Set min_replicas to 1 or more",
+            )
+        if MODEL_URI_VARIABLE in self.env:
+            raise ServiceArgsError(
+                self.name,
+                f"env sets {MODEL_URI_VARIABLE}, which model_uri owns",
+                "Pass the location as model_uri",
+            )
+
+
+class InferenceService(pulumi.ComponentResource):
+    """A Deployment of the model server with its Service, service account, AWS role,
+    disruption budget and KEDA HTTPScaledObject (and an NLB when public).
+
+    Outputs: `endpoint` (the in-cluster URL of the model's V2 API, through the interceptor)
+    and `public_endpoint` (the load balancer's URL, for public services; else None).
+    """
+
+    endpoint: str
+    public_endpoint: pulumi.Output[str] | None
+
+    def __init__(
+        self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("fermion:index:InferenceService", name, None, opts)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        service = args.name
+        labels = {
+            "app.kubernetes.io/name": service,
+            "app.kubernetes.io/component": "inference",
+            "app.kubernetes.io/managed-by": "fermion",
+        }
+        selector = {"app.kubernetes.io/name": service}
+
+        # Kubernetes objects are written as plain JSON-shaped dicts (as in a manifest), which
+        # the SDK's typed overloads cannot see through; hence Any.
+        def meta(object_name: str) -> Any:
+            return {"name": object_name, "namespace": args.namespace, "labels": labels}
+
+        account = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=meta(service), opts=k8s_opts)
+        reads_model: list[pulumi.Resource] = []
+        if args.model_policy is not None:
+            role = pod_identity_role(f"{name}-model", [], args.tags, self)
+            policy = aws.iam.RolePolicy(
+                f"{name}-model",
+                role=role.id,
+                policy=args.model_policy,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            association = aws.eks.PodIdentityAssociation(
+                f"{name}-model",
+                cluster_name=args.cluster_name,
+                namespace=args.namespace,
+                service_account=service,
+                role_arn=role.arn,
+                tags=dict(args.tags),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            reads_model = [policy, association]
+
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=meta(service),
+            spec=_deployment_spec(args, labels, selector),
+            # The server fetches its model at start: its role must be usable by then.
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.provider, depends_on=[account, *reads_model]
+            ),
+        )
+        self.service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=meta(service),
+            spec=_manifest(
+                {
+                    "selector": selector,
+                    "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+                }
+            ),
+            opts=k8s_opts,
+        )
+        if args.max_replicas > 1:
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb",
+                metadata=meta(service),
+                spec=_manifest({"maxUnavailable": 1, "selector": {"matchLabels": selector}}),
+                opts=k8s_opts,
+            )
+        self.scaler = k8s.apiextensions.CustomResource(
+            f"{name}-scaler",
+            api_version="http.keda.sh/v1alpha1",
+            kind="HTTPScaledObject",
+            metadata=meta(service),
+            spec=http_scaled_object_spec(args),
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.provider, depends_on=[self.deployment, self.service]
+            ),
+        )
+        self.endpoint = f"http://{args.interceptor_service}/v2/models/{service}"
+        self.public_endpoint = None
+        if args.public:
+            balancer = k8s.core.v1.Service(
+                f"{name}-public",
+                metadata=_manifest(
+                    {
+                        **meta(f"{service}-public"),
+                        "annotations": _NLB_ANNOTATIONS,
+                    }
+                ),
+                spec=_manifest(
+                    {
+                        "type": "LoadBalancer",
+                        "selector": selector,
+                        "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+                    }
+                ),
+                opts=k8s_opts,
+            )
+            self.public_endpoint = balancer.status.apply(
+                lambda status: f"http://{_hostname(status)}/v2/models/{service}"
+            )
+        self.register_outputs({"endpoint": self.endpoint, "public_endpoint": self.public_endpoint})
+
+
+def http_scaled_object_spec(args: InferenceServiceArgs) -> dict[str, Any]:
+    """The KEDA HTTP add-on's HTTPScaledObject spec for a service."""
+    target = max(1, math.ceil(args.target))
+    metric: dict[str, Any]
+    if args.metric == "rps":
+        metric = {"requestRate": {"targetValue": target, "window": "1m", "granularity": "1s"}}
+    else:
+        metric = {"concurrency": {"targetValue": target}}
+    return {
+        # Every V2 call for this model starts with its prefix; no Host header to set.
+        "pathPrefixes": [f"/v2/models/{args.name}"],
+        "scaleTargetRef": {
+            "name": args.name,
+            "kind": "Deployment",
+            "apiVersion": "apps/v1",
+            "service": args.name,
+            "port": 80,
+        },
+        "replicas": {"min": args.min_replicas, "max": args.max_replicas},
+        "scaledownPeriod": args.scale_down_delay_s,
+        "scalingMetric": metric,
+        # A request to a service at zero waits for a replica (maybe a new GPU node, the image
+        # pull and the model load), then for its own answer.
+        "timeouts": {
+            "conditionWait": f"{args.cold_start_timeout_s}s",
+            "responseHeader": f"{math.ceil(args.timeout_s) + 5}s",
+        },
+    }
+
+
+def _manifest(fields: dict[str, Any]) -> Any:
+    return fields
+
+
+def _deployment_spec(
+    args: InferenceServiceArgs, labels: Mapping[str, str], selector: Mapping[str, str]
+) -> Any:
+    shape = args.shape
+    limits: dict[str, str] = {"memory": f"{shape.pod_memory_mib}Mi"}
+    tolerations: list[dict[str, str]] = []
+    if shape.gpu is not None:
+        limits["nvidia.com/gpu"] = str(shape.gpu.count)
+        tolerations.append({"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"})
+    env = [{"name": MODEL_URI_VARIABLE, "value": args.model_uri}]
+    env += [{"name": key, "value": value} for key, value in sorted(args.env.items())]
+    container = {
+        "name": "server",
+        "image": args.image,
+        "ports": [{"name": "http", "containerPort": args.port}],
+        "env": env,
+        "resources": {
+            "requests": {"cpu": f"{shape.pod_millicores}m", "memory": f"{shape.pod_memory_mib}Mi"},
+            "limits": limits,
+        },
+        # Live as soon as the process is up; ready once the model is loaded and warm.
+        "startupProbe": _probe("/v2/health/live", period=5, failures=60),
+        "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
+        "readinessProbe": _probe("/v2/health/ready", period=5, failures=2),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    return {
+        "selector": {"matchLabels": dict(selector)},
+        # New replicas become ready before old ones leave: capacity never dips in a rollout.
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        },
+        "template": {
+            "metadata": {"labels": dict(labels)},
+            "spec": {
+                "serviceAccountName": args.name,
+                "nodeSelector": {"fermion.dev/shape": shape.name},
+                "tolerations": tolerations,
+                "terminationGracePeriodSeconds": math.ceil(args.grace_period_s)
+                + PRE_STOP_SECONDS
+                + 5,
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "topology.kubernetes.io/zone",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": dict(selector)},
+                    }
+                ],
+                "containers": [container],
+            },
+        },
+    }
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def _hostname(status: Any) -> str:
+    balancer = getattr(status, "load_balancer", None)
+    ingress = getattr(balancer, "ingress", None) or [None]
+    return str(getattr(ingress[0], "hostname", None) or getattr(ingress[0], "ip", None) or "")
+
+
+def s3_read_policy(uri: str) -> str:
+    """An IAM policy (JSON) that reads the objects under one `s3://bucket/prefix/` and lists
+    only that prefix: for a model kept outside the environment's model store."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    prefix = prefix.rstrip("/")
+    objects = f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
+    listing: dict[str, Any] = {
+        "Sid": "ListModel",
+        "Effect": "Allow",
+        "Action": ["s3:ListBucket"],
+        "Resource": [f"arn:aws:s3:::{bucket}"],
+    }
+    if prefix:
+        listing["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}/*"]}}
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ReadModel",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject"],
+                    "Resource": [objects],
+                },
+                listing,
+            ],
+        }
+    )
