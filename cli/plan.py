@@ -127,10 +127,11 @@ def _print_cost(result: Plan) -> None:
     from fermion.stacks.cost import LEFT_OUT
 
     cost = result.cost
-    table = Table(
-        title=f"cost per hour (on-demand, {cost.price_region} prices read {cost.read_on})",
-        title_justify="left",
-    )
+    title = f"cost per hour (on-demand, {cost.price_region} prices read {cost.read_on}"
+    region = result.outputs.get("region")
+    if isinstance(region, str) and region != cost.price_region:
+        title += f"; {region} differs by a few percent"
+    table = Table(title=f"{title})", title_justify="left")
     for column in ("item", "detail", "count", "each", "at min", "at max"):
         table.add_column(
             column, justify="right" if column in ("each", "at min", "at max") else "left"
