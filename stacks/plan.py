@@ -219,11 +219,12 @@ def plan_environment(
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+    resources = _tree_order(monitor.recorded)
     return Plan(
         environment=spec.name,
-        resources=_tree_order(monitor.recorded),
+        resources=resources,
         outputs=outputs,
-        cost=estimate_cost(monitor.recorded, catalog),
+        cost=estimate_cost(resources, catalog),
         findings=[],
         assumptions=list(answers.assumptions.values()),
     )

@@ -24,7 +24,7 @@ from fermion.stacks import load_shapes
 from .conftest import Recorder, settle
 from .test_cluster import _mock_aws
 
-SCHEMAS = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "keda"
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
 KUBERNETES = "1.34.0"
 IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/fermion/runtime@sha256:" + "a" * 64
 
