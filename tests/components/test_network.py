@@ -106,6 +106,7 @@ def test_a_new_vpc_has_a_public_and_a_private_subnet_per_zone(mocks: Recorder) -
     assert resolve(network.public_subnet_ids) == [f"net-public-{i}-id" for i in range(3)]
     assert resolve(network.private_subnet_ids) == [f"net-private-{i}-id" for i in range(3)]
     assert resolve(network.availability_zones) == ZONES[:3]
+    assert resolve(network.private_subnet_zones) == ZONES[:3]
     (zones_call,) = [c for c in mocks.calls if c.token == GET_ZONES]
     assert zones_call.args["state"] == "available"
     assert zones_call.args["filters"] == [
@@ -304,6 +305,8 @@ def test_an_existing_vpc_is_passed_through(mocks: Recorder) -> None:
     assert resolve(network.private_subnet_ids) == list(private)
     assert resolve(network.public_subnet_ids) == ["subnet-0ccc3333"]
     assert resolve(network.availability_zones) == ["us-west-2a"]
+    # Node pools pair each subnet with its zone: one entry per subnet, in the same order.
+    assert resolve(network.private_subnet_zones) == ["us-west-2a", "us-west-2a"]
     assert resolve(network.nat_gateway_ids) == []
     settle()
     assert [r.typ for r in mocks.resources] == ["fermion:index:Network"]
