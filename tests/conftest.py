@@ -11,6 +11,17 @@ REPO = Path(__file__).resolve().parent.parent
 STACKS = REPO / "stacks"
 
 
+SCHEMAS = REPO / "tests" / "components" / "schemas"
+
+
+def crd_schema(file: str) -> dict[str, Any]:
+    """The served version's OpenAPI schema of a custom resource definition in tests' schemas."""
+    crd = yaml.safe_load((SCHEMAS / file).read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v.get("served")]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
 def environment_data(env: str) -> dict[str, Any]:
     """The `fermion:environment` object of a shipped stack file, as plain data."""
     document = yaml.safe_load((STACKS / f"Pulumi.{env}.yaml").read_text())

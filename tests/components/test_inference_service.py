@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
 import pulumi_kubernetes as k8s
 import pytest
-import yaml
 
 from fermion.components.inference_service import (
     InferenceService,
@@ -21,10 +19,10 @@ from fermion.components.inference_service import (
 )
 from fermion.stacks import load_shapes
 
+from ..conftest import crd_schema
 from .conftest import Recorder, settle
 from .test_cluster import _mock_aws
 
-SCHEMAS = Path(__file__).resolve().parent / "schemas"
 KUBERNETES = "1.34.0"
 IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/fermion/runtime@sha256:" + "a" * 64
 
@@ -57,13 +55,6 @@ def _objects(mocks: Recorder) -> dict[str, dict[str, Any]]:
     return {
         str(r.inputs["kind"]): r.inputs for r in mocks.resources if r.typ.startswith("kubernetes:")
     }
-
-
-def _crd_schema(file: str) -> dict[str, Any]:
-    crd = yaml.safe_load((SCHEMAS / file).read_text())
-    (version,) = [v for v in crd["spec"]["versions"] if v.get("served")]
-    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
-    return schema
 
 
 def test_the_deployment_is_a_valid_kubernetes_object_sized_by_its_shape(mocks: Recorder) -> None:
@@ -110,7 +101,7 @@ def test_every_kubernetes_object_validates_and_lives_in_the_namespace(mocks: Rec
 def test_the_scaler_matches_keda_http_add_on_schema(mocks: Recorder) -> None:
     _service(mocks)
     scaler = _objects(mocks)["HTTPScaledObject"]
-    jsonschema.validate(scaler, _crd_schema("http.keda.sh_httpscaledobjects.yaml"))
+    jsonschema.validate(scaler, crd_schema("http.keda.sh_httpscaledobjects.yaml"))
     spec = scaler["spec"]
     # The CRD's CEL rule, which JSON Schema cannot express: port or portName, not both.
     assert ("port" in spec["scaleTargetRef"]) != ("portName" in spec["scaleTargetRef"])
@@ -125,7 +116,7 @@ def test_rps_scales_on_request_rate(mocks: Recorder) -> None:
     assert spec["scalingMetric"]["requestRate"]["targetValue"] == 200
     jsonschema.validate(
         {"apiVersion": "http.keda.sh/v1alpha1", "kind": "HTTPScaledObject", "spec": spec},
-        _crd_schema("http.keda.sh_httpscaledobjects.yaml"),
+        crd_schema("http.keda.sh_httpscaledobjects.yaml"),
     )
 
 
@@ -133,7 +124,7 @@ def test_a_malformed_scaler_fails_the_schema_check(mocks: Recorder) -> None:
     spec = http_scaled_object_spec(_args())
     spec["replicas"]["min"] = "zero"
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"spec": spec}, _crd_schema("http.keda.sh_httpscaledobjects.yaml"))
+        jsonschema.validate({"spec": spec}, crd_schema("http.keda.sh_httpscaledobjects.yaml"))
 
 
 def test_the_model_is_read_with_the_services_own_role(mocks: Recorder) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema
+import kubernetes_validate
 import pytest
 
 from fermion.stacks import load_shapes
 from fermion.stacks.cost import estimate_cost
 from fermion.stacks.environment import load_environment, parse_environment
+from fermion.stacks.manifests import is_kubernetes_object
 from fermion.stacks.plan import SECRET, UNKNOWN, Plan, PlanError, PlannedResource, plan_environment
 
-from ..conftest import STACKS, environment_data
+from ..conftest import STACKS, crd_schema, environment_data
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 
@@ -178,3 +181,15 @@ def test_cost_lines_say_when_a_price_is_a_bound_or_missing() -> None:
     assert c.usd_per_hour_each == 0 and c.note == "x9.huge has no price in the shape catalog"
     assert cost.per_hour_min_usd == pytest.approx(price, abs=1e-4)
     assert cost.per_hour_max_usd == pytest.approx(5 * price, abs=1e-4)
+
+
+def test_every_planned_kubernetes_object_passes_its_schema(prod_plan: Plan) -> None:
+    objects = [r.inputs for r in prod_plan.resources if is_kubernetes_object(r)]
+    kinds = {obj["kind"] for obj in objects}
+    assert {"Namespace", "Deployment", "Service", "HTTPScaledObject"} <= kinds
+    scaler_schema = crd_schema("http.keda.sh_httpscaledobjects.yaml")
+    for obj in objects:
+        if obj["kind"] == "HTTPScaledObject":
+            jsonschema.validate(obj, scaler_schema)
+        else:
+            kubernetes_validate.validate(obj, "1.34.0", strict=True)
