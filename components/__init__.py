@@ -7,7 +7,7 @@ Importing this package loads pulumi_aws; the CLI imports it only inside the comm
 
 from __future__ import annotations
 
-from fermion.components.cluster import Cluster, ClusterArgs
+from fermion.components.cluster import Cluster, ClusterArgs, ExistingCluster
 from fermion.components.cluster_addons import ClusterAddons, ClusterAddonsArgs
 from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from fermion.components.image_registry import ImageRegistry, ImageRegistryArgs
@@ -22,6 +22,7 @@ __all__ = [
     "ClusterAddons",
     "ClusterAddonsArgs",
     "ClusterArgs",
+    "ExistingCluster",
     "GpuNodePool",
     "GpuNodePoolArgs",
     "ImageRegistry",

@@ -225,6 +225,50 @@ class Cluster(pulumi.ComponentResource):
         )
 
 
+class ExistingCluster(pulumi.ComponentResource):
+    """An EKS cluster made elsewhere, looked up by name, for stacks that add to it.
+
+    It has the outputs other components take from `Cluster` (`cluster_name`, `endpoint`,
+    `kubeconfig`, `provider`), so node pools, add-ons and services can join a cluster this
+    stack does not own. It creates nothing in AWS; the caller needs access to the cluster.
+    """
+
+    cluster_name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    version: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+
+    def __init__(
+        self,
+        name: str,
+        cluster_name: pulumi.Input[str],
+        region: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("fermion:index:ExistingCluster", name, None, opts)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        found = aws.eks.get_cluster_output(name=cluster_name, region=region, opts=invoke)
+        where = region if region is not None else aws.get_region_output(opts=invoke).region
+        self.cluster_name = found.name
+        self.endpoint = found.endpoint
+        self.version = found.version
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(
+                found.name,
+                found.endpoint,
+                found.certificate_authorities.apply(lambda cas: str(cas[0].data)),
+                where,
+            ).apply(lambda parts: kubeconfig(*parts))
+        )
+        self.provider = k8s.Provider(
+            f"{name}-k8s", kubeconfig=self.kubeconfig, opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.register_outputs(
+            {"cluster_name": self.cluster_name, "endpoint": self.endpoint, "version": self.version}
+        )
+
+
 def kubeconfig(cluster_name: str, endpoint: str, certificate_data: str, region: str) -> str:
     """A kubeconfig that authenticates with `aws eks get-token` (the caller's AWS identity)."""
     user = {

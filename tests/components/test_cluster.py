@@ -3,7 +3,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fermion.components.cluster import MANAGED_ADDONS, Cluster, ClusterArgs, kubeconfig
+from fermion.components.cluster import (
+    MANAGED_ADDONS,
+    Cluster,
+    ClusterArgs,
+    ExistingCluster,
+    kubeconfig,
+)
 from fermion.stacks import load_shapes
 
 from .conftest import Recorder, resolve, settle
@@ -156,3 +162,33 @@ def test_kubeconfig_text() -> None:
     text = kubeconfig("c", "https://e", "Q0E=", "eu-west-1")
     assert json.loads(text)["current-context"] == "c"
     assert "--region" in text and "eu-west-1" in text
+
+
+def test_an_existing_cluster_is_looked_up_and_gets_a_provider(mocks: Recorder) -> None:
+    mocks.call_results["aws:eks/getCluster:getCluster"] = {
+        "name": "team-cluster",
+        "endpoint": "https://XYZ.gr7.eu-west-1.eks.amazonaws.com",
+        "version": "1.33",
+        "certificateAuthorities": [{"data": "Q0E="}],
+        "id": "team-cluster",
+    }
+    cluster = ExistingCluster("shared", "team-cluster", region="eu-west-1")
+    config = json.loads(resolve(cluster.kubeconfig))
+    settle()
+    assert config["clusters"][0]["cluster"] == {
+        "server": "https://XYZ.gr7.eu-west-1.eks.amazonaws.com",
+        "certificate-authority-data": "Q0E=",
+    }
+    assert config["users"][0]["user"]["exec"]["args"][3:6] == [
+        "team-cluster",
+        "--region",
+        "eu-west-1",
+    ]
+    assert resolve(cluster.version) == "1.33"
+    # Nothing is created in AWS: only the component and its Kubernetes provider.
+    assert sorted(r.typ for r in mocks.resources) == [
+        "fermion:index:ExistingCluster",
+        "pulumi:providers:kubernetes",
+    ]
+    (lookup,) = [c for c in mocks.calls if c.token == "aws:eks/getCluster:getCluster"]
+    assert lookup.args["name"] == "team-cluster"
