@@ -74,6 +74,8 @@ class RuntimeImage(pulumi.ComponentResource):
             platforms=[docker_build.Platform(args.platform)],
             tags=tags,
             push=args.push,
+            # A preview shows the tag that would change; building CUDA images waits for `up`.
+            build_on_preview=False,
             registries=[
                 docker_build.RegistryArgs(
                     address=repository.apply(lambda url: url.split("/", 1)[0]),

@@ -96,7 +96,7 @@ class Plan:
         }
 
     def children(self) -> dict[str | None, list[PlannedResource]]:
-        """Resources by parent URN (None for the top level), in registration order."""
+        """Resources by parent URN (None for the top level), in plan order."""
         tree: dict[str | None, list[PlannedResource]] = {}
         for resource in self.resources:
             tree.setdefault(resource.parent, []).append(resource)

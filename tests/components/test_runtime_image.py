@@ -51,6 +51,8 @@ def test_builds_and_pushes_the_rendered_context(mocks: Recorder, tmp_path: Path)
     inputs = image.inputs
     assert inputs["tags"] == [f"{REPO}:{component.tag}"]
     assert inputs["push"] is True
+    # `pulumi preview` must not build (and so pull CUDA base layers for) every image.
+    assert inputs["buildOnPreview"] is False
     assert inputs["platforms"] == ["linux/amd64"]
     context = Path(inputs["context"]["location"])
     assert context == tmp_path / "contexts" / "classifier"
