@@ -221,7 +221,8 @@ def http_scaled_object_spec(args: InferenceServiceArgs) -> dict[str, Any]:
     else:
         metric = {"concurrency": {"targetValue": target}}
     return {
-        # Every V2 call for this model starts with its prefix; no Host header to set.
+        # Every V2 call for this model starts with its prefix. With no `hosts` the add-on
+        # matches any Host header, so callers need not set one.
         "pathPrefixes": [f"/v2/models/{args.name}"],
         "scaleTargetRef": {
             "name": args.name,
