@@ -53,10 +53,11 @@ class Platform(pulumi.ComponentResource):
     """Everything `fermion up ENV` creates, as one component.
 
     Outputs: `cluster_name`, `kubeconfig` (secret), `bucket`, `registry_url`, `vpc_id`,
-    `images` (service name to the image reference its pods run) and `endpoints` (service name
-    to its in-cluster URL, and its public URL when it has one). The parts are attributes too
-    (`network`, `cluster`, `node_pools`, `addons`, `store`, `registry`, `runtime_images`,
-    `services`), for stacks that build on one environment.
+    `images` (service name to the image reference its pods run), `endpoints` (service name
+    to its in-cluster URL, and its public URL when it has one) and `models` (service name to
+    the `s3://` folder its server loads the model from: where to upload it). The parts are
+    attributes too (`network`, `cluster`, `node_pools`, `addons`, `store`, `registry`,
+    `runtime_images`, `services`), for stacks that build on one environment.
     """
 
     network: Network
@@ -158,6 +159,7 @@ class Platform(pulumi.ComponentResource):
         )
         self.runtime_images = {}
         self.services = {}
+        self.model_uris: dict[str, pulumi.Input[str]] = {}
         namespace = k8s.core.v1.Namespace(
             f"{name}-inference",
             metadata={"name": SERVICES_NAMESPACE, "labels": {ENVIRONMENT_TAG: spec.name}},
@@ -190,6 +192,7 @@ class Platform(pulumi.ComponentResource):
             "registry_url": self.registry.repository_url,
             "images": {name: image.image_ref for name, image in self.runtime_images.items()},
             "endpoints": {name: _endpoints(service) for name, service in self.services.items()},
+            "models": self.model_uris,
         }
         self.register_outputs(self.outputs)
 
@@ -212,6 +215,7 @@ class Platform(pulumi.ComponentResource):
                 lambda bucket: f"s3://{bucket}/{service.name}/{service.model.version}/"
             )
             policy = self.store.read_only_policy(service.name)
+        self.model_uris[service.name] = model_uri
         return InferenceService(
             f"{name}-{service.name}",
             InferenceServiceArgs(

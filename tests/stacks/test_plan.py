@@ -125,6 +125,9 @@ def test_prod_declares_every_pool_and_service(prod_plan: Plan) -> None:
 
 
 def test_each_service_runs_behind_keda_with_an_endpoint(prod_plan: Plan) -> None:
+    assert prod_plan.outputs["models"]["classifier"] == (
+        "s3://example-corp-fermion-prod-models/classifier/12/"
+    )
     endpoints = prod_plan.outputs["endpoints"]
     assert set(endpoints) == {"embed", "classifier", "reranker", "tabular"}
     assert endpoints["embed"]["url"].endswith(":8080/v2/models/embed")
