@@ -41,7 +41,7 @@ def plan(
         ),
     ] = None,
 ) -> None:
-    """Show what `fermion up ENV` would create, and its cost per hour, with no credentials."""
+    """Show what `pulumi up` would create for ENV, and its cost per hour, with no credentials."""
     from fermion.stacks.environment import (
         find_stacks_dir,
         parse_environment,
