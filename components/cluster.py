@@ -205,14 +205,12 @@ class Cluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster, *after]),
             )
 
-        region = args.region if args.region is not None else aws.get_region_output().region
-        self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(
-                self.cluster.name,
-                self.cluster.endpoint,
-                self.cluster.certificate_authority.apply(lambda ca: str(ca["data"])),
-                region,
-            ).apply(lambda parts: kubeconfig(*parts))
+        self.kubeconfig = _kubeconfig_secret(
+            self.cluster.name,
+            self.cluster.endpoint,
+            self.cluster.certificate_authority.apply(lambda ca: str(ca["data"])),
+            args.region,
+            self,
         )
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=cluster_child)
         self.register_outputs(
@@ -249,17 +247,15 @@ class ExistingCluster(pulumi.ComponentResource):
         super().__init__("fermion:index:ExistingCluster", name, None, opts)
         invoke = pulumi.InvokeOutputOptions(parent=self)
         found = aws.eks.get_cluster_output(name=cluster_name, region=region, opts=invoke)
-        where = region if region is not None else aws.get_region_output(opts=invoke).region
         self.cluster_name = found.name
         self.endpoint = found.endpoint
         self.version = found.version
-        self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(
-                found.name,
-                found.endpoint,
-                found.certificate_authorities.apply(lambda cas: str(cas[0].data)),
-                where,
-            ).apply(lambda parts: kubeconfig(*parts))
+        self.kubeconfig = _kubeconfig_secret(
+            found.name,
+            found.endpoint,
+            found.certificate_authorities.apply(lambda cas: str(cas[0].data)),
+            region,
+            self,
         )
         self.provider = k8s.Provider(
             f"{name}-k8s", kubeconfig=self.kubeconfig, opts=pulumi.ResourceOptions(parent=self)
@@ -267,6 +263,50 @@ class ExistingCluster(pulumi.ComponentResource):
         self.register_outputs(
             {"cluster_name": self.cluster_name, "endpoint": self.endpoint, "version": self.version}
         )
+
+
+def pod_identity(
+    name: str,
+    cluster_name: pulumi.Input[str],
+    namespace: str,
+    service_account: str,
+    policy: pulumi.Input[str],
+    tags: Mapping[str, str],
+    parent: pulumi.Resource,
+) -> list[pulumi.Resource]:
+    """An AWS role with `policy` inline, bound to one Kubernetes service account through EKS
+    Pod Identity. Returns what the service account's pods should wait for: they must find
+    their role, and its permissions, when they first start."""
+    child = pulumi.ResourceOptions(parent=parent)
+    role = pod_identity_role(name, [], tags, parent)
+    inline = aws.iam.RolePolicy(name, role=role.name, policy=policy, opts=child)
+    association = aws.eks.PodIdentityAssociation(
+        name,
+        cluster_name=cluster_name,
+        namespace=namespace,
+        service_account=service_account,
+        role_arn=role.arn,
+        tags=dict(tags),
+        opts=child,
+    )
+    return [inline, association]
+
+
+def _kubeconfig_secret(
+    cluster_name: pulumi.Input[str],
+    endpoint: pulumi.Input[str],
+    certificate_data: pulumi.Input[str],
+    region: pulumi.Input[str] | None,
+    parent: pulumi.Resource,
+) -> pulumi.Output[str]:
+    """The cluster's kubeconfig as a secret Output; the provider's region when none given."""
+    if region is None:
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=parent)).region
+    return pulumi.Output.secret(
+        pulumi.Output.all(cluster_name, endpoint, certificate_data, region).apply(
+            lambda parts: kubeconfig(*parts)
+        )
+    )
 
 
 def kubeconfig(cluster_name: str, endpoint: str, certificate_data: str, region: str) -> str:

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from fermion.components.cluster import pod_identity_role
+from fermion.components.cluster import pod_identity
 from fermion.components.gpu_node_pool import AMI_LABEL, GPU_TAINT_KEY
 from fermion.stacks.errors import FermionError
 
@@ -341,18 +340,12 @@ class ClusterAddons(pulumi.ComponentResource):
     def _pod_identity(
         self, key: str, service_account: str, policy: pulumi.Input[str]
     ) -> list[pulumi.Resource]:
-        resource_name = f"{self._name}-{key}"
-        child = pulumi.ResourceOptions(parent=self)
-        role = pod_identity_role(resource_name, [], self._tags, self)
-        inline = aws.iam.RolePolicy(resource_name, role=role.name, policy=policy, opts=child)
-        association = aws.eks.PodIdentityAssociation(
-            resource_name,
-            cluster_name=self._cluster_name,
-            namespace=SYSTEM_NAMESPACE,
-            service_account=service_account,
-            role_arn=role.arn,
-            tags=self._tags,
-            opts=child,
+        return pod_identity(
+            f"{self._name}-{key}",
+            self._cluster_name,
+            SYSTEM_NAMESPACE,
+            service_account,
+            policy,
+            self._tags,
+            self,
         )
-        # The pods must find their role, and its permissions, when they first start.
-        return [inline, association]

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from fermion.components.cluster import pod_identity_role
+from fermion.components.cluster import pod_identity
 from fermion.components.cluster_addons import INTERCEPTOR_SERVICE
 from fermion.components.gpu_node_pool import GPU_TAINT_KEY
 from fermion.runtime_images.render import MODEL_URI_VARIABLE
@@ -131,23 +130,15 @@ class InferenceService(pulumi.ComponentResource):
         account = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=meta(service), opts=k8s_opts)
         reads_model: list[pulumi.Resource] = []
         if args.model_policy is not None:
-            role = pod_identity_role(f"{name}-model", [], args.tags, self)
-            policy = aws.iam.RolePolicy(
+            reads_model = pod_identity(
                 f"{name}-model",
-                role=role.id,
-                policy=args.model_policy,
-                opts=pulumi.ResourceOptions(parent=self),
+                args.cluster_name,
+                args.namespace,
+                service,
+                args.model_policy,
+                args.tags,
+                self,
             )
-            association = aws.eks.PodIdentityAssociation(
-                f"{name}-model",
-                cluster_name=args.cluster_name,
-                namespace=args.namespace,
-                service_account=service,
-                role_arn=role.arn,
-                tags=dict(args.tags),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            reads_model = [policy, association]
 
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
