@@ -1,7 +1,8 @@
 """Platform: a whole fermion environment, composed from an EnvironmentSpec.
 
 `Network` feeds `Cluster`; the cluster feeds one `GpuNodePool` per pool and `ClusterAddons`;
-`ModelStore` and `ImageRegistry` stand beside them, and each service gets its `RuntimeImage`.
+`ModelStore` and `ImageRegistry` stand beside them, and each service gets its `RuntimeImage`
+and its `InferenceService`.
 The stack program (`fermion.stacks.program`) builds one of these and exports its outputs.
 """
 
@@ -25,7 +26,7 @@ from fermion.components.inference_service import (
 )
 from fermion.components.model_store import ModelStore, ModelStoreArgs
 from fermion.components.network import Network, NetworkArgs
-from fermion.components.runtime_image import RuntimeImage, RuntimeImageArgs
+from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR, RuntimeImage, RuntimeImageArgs
 from fermion.runtime_images.catalog import load_image
 from fermion.runtime_images.render import model_config
 from fermion.stacks.shapes import ShapeCatalog, load_shapes
@@ -46,7 +47,7 @@ class PlatformArgs:
 
     spec: EnvironmentSpec
     shapes: ShapeCatalog | None = None
-    context_dir: Path = Path(".fermion/contexts")
+    context_dir: Path = DEFAULT_CONTEXT_DIR
 
 
 class Platform(pulumi.ComponentResource):
@@ -181,7 +182,7 @@ class Platform(pulumi.ComponentResource):
             )
             self.runtime_images[service.name] = image
             self.services[service.name] = self._service(
-                name, spec, service, image, shapes, load_image(image_name).port, tags, namespace
+                name, service, image, shapes, load_image(image_name).port, tags, namespace
             )
 
         self.outputs = {
@@ -199,7 +200,6 @@ class Platform(pulumi.ComponentResource):
     def _service(
         self,
         name: str,
-        spec: EnvironmentSpec,
         service: ServiceSpec,
         image: RuntimeImage,
         shapes: ShapeCatalog,

@@ -12,6 +12,9 @@ import pulumi_docker_build as docker_build
 from fermion.runtime_images.render import render
 from fermion.runtime_images.server.config import ModelConfig
 
+# Relative to the program's working folder: Pulumi runs the program from the project.
+DEFAULT_CONTEXT_DIR = Path(".fermion/contexts")
+
 
 @dataclass(frozen=True)
 class RuntimeImageArgs:
@@ -26,7 +29,7 @@ class RuntimeImageArgs:
     model: ModelConfig
     repository_url: pulumi.Input[str]
     registry_id: pulumi.Input[str] | None = None
-    context_dir: Path = Path(".fermion/contexts")
+    context_dir: Path = DEFAULT_CONTEXT_DIR
     pip_packages: tuple[str, ...] = ()
     template_dir: Path | None = None
     platform: str = "linux/amd64"

@@ -191,6 +191,7 @@ def plan_environment(
     `data` is the environment object as written in the stack file (the spec's own values when
     None); the program parses it again, exactly as `pulumi up` would.
     """
+    from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR
     from fermion.stacks import program
 
     catalog = load_shapes() if shapes is None else shapes
@@ -209,7 +210,7 @@ def plan_environment(
         with tempfile.TemporaryDirectory(prefix="fermion-plan-") as scratch:
             contexts = Path(scratch) if context_dir is None else context_dir
             if context_dir is None:
-                monitor.alias = (scratch, str(program.DEFAULT_CONTEXT_DIR))
+                monitor.alias = (scratch, str(DEFAULT_CONTEXT_DIR))
             try:
                 program.main(context_dir=contexts, shapes=catalog)
                 loop.run_until_complete(wait_for_rpcs())

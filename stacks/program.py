@@ -16,9 +16,6 @@ from fermion.stacks.environment import ENVIRONMENT_KEY, REGION_KEY, parse_enviro
 from fermion.stacks.errors import FermionError
 from fermion.stacks.shapes import ShapeCatalog
 
-# Relative to the program's working folder: Pulumi runs the program from the project.
-DEFAULT_CONTEXT_DIR = Path(".fermion/contexts")
-
 
 def main(context_dir: Path | None = None, shapes: ShapeCatalog | None = None) -> None:
     """Declare the environment named by the current stack."""
@@ -44,6 +41,7 @@ def main(context_dir: Path | None = None, shapes: ShapeCatalog | None = None) ->
         raise pulumi.RunError(str(exc)) from None
 
     from fermion.components.platform import Platform, PlatformArgs
+    from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR
 
     platform = Platform(
         env,
