@@ -42,18 +42,11 @@ def plan(
     ] = None,
 ) -> None:
     """Show what `pulumi up` would create for ENV, and its cost per hour, with no credentials."""
-    from fermion.stacks.environment import (
-        find_stacks_dir,
-        parse_environment,
-        read_stack_config,
-        stack_file,
-    )
+    from fermion.stacks.environment import find_stacks_dir, read_stack_config, stack_file
     from fermion.stacks.plan import plan_environment
 
-    path = stack_file(env, find_stacks_dir(stacks_dir))
-    config = read_stack_config(path)
-    spec = parse_environment(config.environment, env, region=config.region, source=str(path))
-    result = plan_environment(spec, config.environment)
+    config = read_stack_config(stack_file(env, find_stacks_dir(stacks_dir)))
+    result = plan_environment(config.spec(env), config.environment)
     written = None
     if manifests is not None:
         from fermion.stacks.manifests import write_manifests

@@ -154,24 +154,28 @@ def load_environment(
 
 def read_stack_file(path: Path, env: str, shapes: ShapeCatalog | None = None) -> EnvironmentSpec:
     """Parse one `Pulumi.<env>.yaml` file into an EnvironmentSpec."""
-    config = read_stack_config(path)
-    return parse_environment(
-        config.environment,
-        env,
-        region=config.region,
-        source=str(path),
-        shapes=shapes,
-        lines=_line_index(config.text),
-    )
+    return read_stack_config(path).spec(env, shapes)
 
 
 @dataclass(frozen=True)
 class StackConfig:
     """A stack file's fermion settings, as written: what Pulumi hands the program."""
 
+    path: Path
     text: str
     environment: object
     region: object
+
+    def spec(self, env: str, shapes: ShapeCatalog | None = None) -> EnvironmentSpec:
+        """The checked spec; errors name this file and the line of each bad key."""
+        return parse_environment(
+            self.environment,
+            env,
+            region=self.region,
+            source=str(self.path),
+            shapes=shapes,
+            lines=_line_index(self.text),
+        )
 
 
 def read_stack_config(path: Path) -> StackConfig:
@@ -197,6 +201,7 @@ def read_stack_config(path: Path) -> StackConfig:
             f"{path.parent / 'Pulumi.dev.yaml'} shows a full one",
         )
     return StackConfig(
+        path=path,
         text=text,
         environment=config[ENVIRONMENT_KEY],
         region=config.get(REGION_KEY, config.get("region")),

@@ -83,4 +83,6 @@ def test_a_bad_environment_stops_before_planning(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", "dev", "--stacks-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "gpu.l5" in result.stderr
+    # The same report `fermion validate` gives: the file, the key path and its line.
+    assert "node_pools[0].shape (line " in result.stderr
     assert "Traceback" not in result.output
