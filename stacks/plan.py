@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,18 +97,14 @@ class Plan:
 
     def children(self) -> dict[str | None, list[PlannedResource]]:
         """Resources by parent URN (None for the top level), in plan order."""
-        tree: dict[str | None, list[PlannedResource]] = {}
-        for resource in self.resources:
-            tree.setdefault(resource.parent, []).append(resource)
-        return tree
+        return _by_parent(self.resources)
 
 
 class OfflineAnswers(pulumi.runtime.Mocks):
     """Answers the program's lookups without AWS, and notes each assumption it makes."""
 
-    def __init__(self, region: str, shapes: ShapeCatalog) -> None:
+    def __init__(self, region: str) -> None:
         self.region = region
-        self.shapes = shapes
         self.assumptions: dict[str, str] = {}
         self._zones = [f"{region}{letter}" for letter in _ZONE_LETTERS]
 
@@ -196,7 +192,7 @@ def plan_environment(
 
     catalog = load_shapes() if shapes is None else shapes
     environment = spec.model_dump(mode="json", exclude={"name", "region"}) if data is None else data
-    answers = OfflineAnswers(spec.region, catalog)
+    answers = OfflineAnswers(spec.region)
     monitor = _RecordingMonitor(answers)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -234,9 +230,7 @@ def plan_environment(
 def _tree_order(resources: list[PlannedResource]) -> list[PlannedResource]:
     """Depth first, each resource's children by type then name: the same for every run, so
     plans can be diffed. (Registration order depends on when each Output resolved.)"""
-    children: dict[str | None, list[PlannedResource]] = {}
-    for resource in resources:
-        children.setdefault(resource.parent, []).append(resource)
+    children = _by_parent(resources)
     ordered: list[PlannedResource] = []
 
     def visit(parent: str | None) -> None:
@@ -246,6 +240,13 @@ def _tree_order(resources: list[PlannedResource]) -> list[PlannedResource]:
 
     visit(None)
     return ordered
+
+
+def _by_parent(resources: Sequence[PlannedResource]) -> dict[str | None, list[PlannedResource]]:
+    children: dict[str | None, list[PlannedResource]] = {}
+    for resource in resources:
+        children.setdefault(resource.parent, []).append(resource)
+    return children
 
 
 async def _stack_outputs() -> dict[str, Any]:

@@ -13,7 +13,6 @@ import pulumi
 import pytest
 from pulumi.runtime.stack import wait_for_rpcs
 
-from fermion.stacks import load_shapes
 from fermion.stacks.plan import OfflineAnswers
 
 from ..conftest import REPO
@@ -23,7 +22,7 @@ PROGRAM = REPO / "examples" / "existing_cluster" / "__main__.py"
 
 class _Answers(OfflineAnswers):
     def __init__(self) -> None:
-        super().__init__("us-west-2", load_shapes())
+        super().__init__("us-west-2")
         self.registered: list[pulumi.runtime.MockResourceArgs] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:

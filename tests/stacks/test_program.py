@@ -13,7 +13,6 @@ import pulumi
 import pytest
 from pulumi.runtime.stack import wait_for_rpcs
 
-from fermion.stacks import load_shapes
 from fermion.stacks.plan import OfflineAnswers
 
 from ..conftest import STACKS, environment_data
@@ -63,7 +62,7 @@ def test_the_program_reads_the_stack_config(
 ) -> None:
     # Pulumi runs the program from the project folder; build contexts are rendered under it.
     monkeypatch.chdir(tmp_path)
-    answers = OfflineAnswers("us-east-1", load_shapes())
+    answers = OfflineAnswers("us-east-1")
     exports = run_program(
         monkeypatch, "prod", environment_data("prod"), region="us-east-1", mocks=answers
     )
