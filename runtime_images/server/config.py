@@ -21,6 +21,9 @@ DATATYPES = (
 _TENSOR_SPEC = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_.]*):(?P<dtype>[A-Z0-9]+):(?P<shape>.+)$")
 FORMATS = ("auto", "torchscript", "export", "handler")
 PRECISIONS = ("fp32", "fp16", "bf16")
+# How long a SIGTERM'd server drains before it exits. A pod's terminationGracePeriodSeconds must
+# be at least this, or the kubelet kills the server mid-drain.
+DEFAULT_GRACE_PERIOD_S = 30.0
 
 
 class ConfigError(ValueError):
@@ -118,7 +121,7 @@ class ServerConfig:
     host: str = "0.0.0.0"  # in a pod the server must listen beyond loopback
     port: int = 8080
     max_request_bytes: int = 64 * 1024 * 1024
-    grace_period_s: float = 30.0
+    grace_period_s: float = DEFAULT_GRACE_PERIOD_S
     auth_tokens: tuple[str, ...] = ()
     workers: int = 1
     log_level: str = "info"
@@ -199,6 +202,7 @@ def with_overrides(config: ServerConfig, **values: Any) -> ServerConfig:
 
 __all__ = [
     "DATATYPES",
+    "DEFAULT_GRACE_PERIOD_S",
     "ConfigError",
     "ModelConfig",
     "ServerConfig",
