@@ -20,7 +20,7 @@ from fermion.cli.plan import plan
 from fermion.cli.serve import serve
 from fermion.cli.shapes import shapes
 from fermion.cli.validate import validate
-from fermion.stacks.errors import FermionError
+from fermion.environments.errors import FermionError
 
 
 class _FermionGroup(TyperGroup):

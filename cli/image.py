@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from fermion.cli.console import out, print_json
-from fermion.cli.validate import StacksDir
-from fermion.stacks.errors import FermionError
+from fermion.cli.options import StacksDir, stacks_folder
+from fermion.environments.errors import FermionError
 
 if TYPE_CHECKING:
     from fermion.runtime_images.render import RenderedContext
@@ -88,9 +88,9 @@ def _render(
             raise ImageOptionsError(f"service {service!r} needs --env")
         if model is not None or inputs or handler or name:
             raise ImageOptionsError("--model, --input, --handler and --name go with --image")
-        from fermion.stacks.environment import load_environment
+        from fermion.environments.stack_files import load_environment
 
-        spec = load_environment(env, stacks_dir)
+        spec = load_environment(env, stacks_folder(stacks_dir))
         found = next((s for s in spec.services if s.name == service), None)
         if found is None:
             known = ", ".join(s.name for s in spec.services) or "none"

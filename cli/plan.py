@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from fermion.cli.console import out, print_json, usd
-from fermion.cli.validate import StacksDir
+from fermion.cli.options import StacksDir, stacks_folder
 
 if TYPE_CHECKING:
     from rich.tree import Tree
@@ -42,11 +42,11 @@ def plan(
     ] = None,
 ) -> None:
     """Show what `pulumi up` would create for ENV, and its cost per hour, with no credentials."""
-    from fermion.stacks.environment import find_stacks_dir, read_stack_config, stack_file
+    from fermion.environments.stack_files import read_stack_config, stack_file
     from fermion.stacks.plan import plan_environment
 
-    config = read_stack_config(stack_file(env, find_stacks_dir(stacks_dir)))
-    result = plan_environment(config.spec(env), config.environment)
+    config = read_stack_config(stack_file(env, stacks_folder(stacks_dir)))
+    result = plan_environment(config.spec(env))
     written = None
     if manifests is not None:
         from fermion.stacks.manifests import write_manifests

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import typer
 
 from fermion.cli.console import out
-from fermion.stacks.errors import FermionError
+from fermion.environments.errors import FermionError
 
 _SERVE_MODULES = ("torch", "numpy", "orjson", "uvicorn")
 _INLINE_ELEMENTS = 16

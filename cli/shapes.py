@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fermion.cli.console import out, print_json, usd
-from fermion.stacks.errors import UnknownGpuError
+from fermion.environments.errors import UnknownGpuError
 
 if TYPE_CHECKING:
-    from fermion.stacks.shapes import Shape, ShapeCatalog
+    from fermion.environments.shapes import Shape, ShapeCatalog
 
 
 def shapes(
@@ -23,7 +23,7 @@ def shapes(
     ] = None,
 ) -> None:
     """List the resource shapes that services and node pools can ask for, with prices."""
-    from fermion.stacks.shapes import load_shapes
+    from fermion.environments.shapes import load_shapes
 
     catalog = load_shapes()
     chosen = [s for s in catalog if gpu is None or s.has_gpu(gpu)]

@@ -9,20 +9,10 @@ import typer
 from rich.markup import escape
 
 from fermion.cli.console import err, out, print_json
+from fermion.cli.options import StacksDir, stacks_folder
 
 if TYPE_CHECKING:
-    from fermion.stacks.spec import EnvironmentSpec
-
-StacksDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--stacks-dir",
-        help="Folder of Pulumi.<env>.yaml files. Default: $FERMION_STACKS_DIR, else the "
-        "stackConfigDir of the fermion Pulumi.yaml above the working folder, else the "
-        "environments that ship with fermion.",
-        show_default=False,
-    ),
-]
+    from fermion.environments.spec import EnvironmentSpec
 
 
 def validate(
@@ -39,9 +29,9 @@ def validate(
     ] = False,
 ) -> None:
     """Check an environment file against every rule, and summarise what it declares."""
-    from fermion.stacks.environment import find_stacks_dir, read_stack_file, stack_file
+    from fermion.environments.stack_files import read_stack_file, stack_file
 
-    folder = find_stacks_dir(stacks_dir)
+    folder = stacks_folder(stacks_dir)
     if env is None:
         _validate_all(folder, as_json)
         return
@@ -54,8 +44,8 @@ def validate(
 
 
 def _validate_all(folder: Path, as_json: bool) -> None:
-    from fermion.stacks.environment import list_environments, read_stack_file, stack_file
-    from fermion.stacks.errors import EnvironmentNotFoundError, FermionError
+    from fermion.environments.errors import EnvironmentNotFoundError, FermionError
+    from fermion.environments.stack_files import list_environments, read_stack_file, stack_file
 
     envs = list_environments(folder)
     if not envs:

@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from fermion.components.iam import service_role
 from fermion.components.kms import rotating_key
-from fermion.stacks.shapes import Shape
+from fermion.environments.shapes import Shape
 
 # Managed add-ons, each pinned to the version AWS names as the default for the cluster's
 # Kubernetes version (looked up at deploy time, then fixed in the stack's state).

@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 
 from fermion.components.cluster import pod_identity
 from fermion.components.gpu_node_pool import AMI_LABEL, GPU_TAINT_KEY
-from fermion.stacks.errors import FermionError
+from fermion.environments.errors import FermionError
 
 
 @dataclass(frozen=True)

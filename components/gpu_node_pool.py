@@ -15,8 +15,8 @@ import pulumi
 import pulumi_aws as aws
 
 from fermion.components.iam import service_role
-from fermion.stacks.errors import FermionError
-from fermion.stacks.shapes import Shape
+from fermion.environments.errors import FermionError
+from fermion.environments.shapes import Shape
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
 # Which OS a node runs: Bottlerocket's NVIDIA variant brings its own device plugin.

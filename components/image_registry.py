@@ -13,7 +13,7 @@ import pulumi_aws as aws
 from fermion.components.kms import rotating_key
 
 if TYPE_CHECKING:
-    from fermion.stacks.spec import RegistrySpec
+    from fermion.environments.spec import RegistrySpec
 
 # RuntimeImage keeps its BuildKit cache in the repository under this tag.
 BUILD_CACHE_TAG = "buildcache"

@@ -20,9 +20,9 @@ import pulumi_kubernetes as k8s
 from fermion.components.cluster import pod_identity
 from fermion.components.cluster_addons import INTERCEPTOR_SERVICE
 from fermion.components.gpu_node_pool import GPU_TAINT_KEY
+from fermion.environments.errors import FermionError
+from fermion.environments.shapes import Shape
 from fermion.runtime_images.render import MODEL_URI_VARIABLE
-from fermion.stacks.errors import FermionError
-from fermion.stacks.shapes import Shape
 
 _NLB = "service.beta.kubernetes.io/aws-load-balancer"
 # An internet-facing NLB (AWS Load Balancer Controller) that sends traffic to pod IPs.

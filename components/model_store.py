@@ -11,10 +11,10 @@ import pulumi
 import pulumi_aws as aws
 
 from fermion.components.kms import rotating_key
-from fermion.stacks.errors import FermionError
+from fermion.environments.errors import FermionError
 
 if TYPE_CHECKING:
-    from fermion.stacks.spec import StorageSpec
+    from fermion.environments.spec import StorageSpec
 
 # An RFC 1123 label: 1 to 63 lowercase letters, digits and hyphens, not at either end.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

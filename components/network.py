@@ -12,10 +12,10 @@ import pulumi
 import pulumi_aws as aws
 
 from fermion.components.iam import trust_policy
-from fermion.stacks.errors import FermionError
+from fermion.environments.errors import FermionError
 
 if TYPE_CHECKING:
-    from fermion.stacks.spec import NetworkSpec
+    from fermion.environments.spec import NetworkSpec
 
 NatMode = Literal["per_az", "single", "none"]
 InterfaceService = Literal["ecr.api", "ecr.dkr", "sts", "logs"]

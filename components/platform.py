@@ -27,10 +27,10 @@ from fermion.components.inference_service import (
 from fermion.components.model_store import ModelStore, ModelStoreArgs
 from fermion.components.network import Network, NetworkArgs
 from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR, RuntimeImage, RuntimeImageArgs
+from fermion.environments.shapes import ShapeCatalog
+from fermion.environments.spec import EnvironmentSpec, ServiceSpec
 from fermion.runtime_images.catalog import load_image
 from fermion.runtime_images.render import model_config
-from fermion.stacks.shapes import ShapeCatalog, load_shapes
-from fermion.stacks.spec import EnvironmentSpec, ServiceSpec
 
 ENVIRONMENT_TAG = "fermion.dev/environment"
 SERVICES_NAMESPACE = "inference"
@@ -40,13 +40,12 @@ SERVICES_NAMESPACE = "inference"
 class PlatformArgs:
     """An environment and where its services' build contexts are rendered.
 
-    `shapes` is the catalog the spec was checked against (the packaged one when None).
+    Shapes come from the catalog the spec was checked against (`spec.shapes`).
     `context_dir` must be a folder this program may rewrite: each service's image context is
     rendered under it, and its content hash becomes the image tag.
     """
 
     spec: EnvironmentSpec
-    shapes: ShapeCatalog | None = None
     context_dir: Path = DEFAULT_CONTEXT_DIR
 
 
@@ -76,7 +75,7 @@ class Platform(pulumi.ComponentResource):
     ) -> None:
         super().__init__("fermion:index:Platform", name, None, opts)
         spec = args.spec
-        shapes = load_shapes() if args.shapes is None else args.shapes
+        shapes = spec.shapes
         tags = {ENVIRONMENT_TAG: spec.name, **spec.tags}
         child = pulumi.ResourceOptions(parent=self)
 

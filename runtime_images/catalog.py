@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fermion.stacks.errors import FermionError
+from fermion.environments.errors import FermionError
 
 CATALOG_DIR = Path(__file__).with_name("images")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 import fermion.templates
+from fermion.environments.errors import FermionError
 from fermion.runtime_images.catalog import ImageSpec, load_image
 from fermion.runtime_images.server.config import ModelConfig, parse_tensor_spec
-from fermion.stacks.errors import FermionError
 
 if TYPE_CHECKING:
-    from fermion.stacks.spec import ServiceSpec
+    from fermion.environments.spec import ServiceSpec
 
 SERVER_DIR = Path(__file__).with_name("server")
 TEMPLATE_DIR = Path(fermion.templates.__file__).parent

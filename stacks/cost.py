@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fermion.stacks.shapes import ShapeCatalog
-
-if TYPE_CHECKING:
-    from fermion.stacks.plan import PlannedResource
+from fermion.environments.shapes import ShapeCatalog
+from fermion.stacks.planned import PlannedResource
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 EKS_CLUSTER = "aws:eks/cluster:Cluster"

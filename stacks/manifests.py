@@ -13,14 +13,12 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-from fermion.stacks.errors import FermionError
-
-if TYPE_CHECKING:
-    from fermion.stacks.plan import PlannedResource
+from fermion.environments.errors import FermionError
+from fermion.stacks.planned import PlannedResource
 
 MARKER = ".fermion-manifests"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"

@@ -10,7 +10,6 @@ makes (zones, instance offerings, add-on versions) get offline answers, listed i
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +22,14 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.stack import wait_for_rpcs
 
+from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR
+from fermion.environments.errors import FermionError
+from fermion.environments.spec import EnvironmentSpec
+from fermion.stacks import program
 from fermion.stacks.cost import Cost, estimate_cost
-from fermion.stacks.errors import FermionError
-from fermion.stacks.shapes import ShapeCatalog, load_shapes
-from fermion.stacks.spec import EnvironmentSpec
+from fermion.stacks.planned import PlannedResource
+
+__all__ = ["Finding", "Plan", "PlanError", "PlannedResource", "plan_environment"]
 
 UNKNOWN = "(known after up)"
 SECRET = "[secret]"
@@ -38,18 +41,6 @@ class PlanError(FermionError):
 
     def __init__(self, env: str, problem: str) -> None:
         super().__init__(f"plan of {env!r} failed: {problem}")
-
-
-@dataclass(frozen=True)
-class PlannedResource:
-    """One registered resource: a component (custom False) or a cloud or Kubernetes object."""
-
-    urn: str
-    type: str
-    name: str
-    parent: str | None
-    inputs: dict[str, Any]
-    custom: bool
 
 
 @dataclass(frozen=True)
@@ -176,22 +167,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
-def plan_environment(
-    spec: EnvironmentSpec,
-    data: object = None,
-    shapes: ShapeCatalog | None = None,
-    context_dir: Path | None = None,
-) -> Plan:
-    """Run the stack program for `spec` under mocks and record what it declares.
-
-    `data` is the environment object as written in the stack file (the spec's own values when
-    None); the program parses it again, exactly as `pulumi up` would.
-    """
-    from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR
-    from fermion.stacks import program
-
-    catalog = load_shapes() if shapes is None else shapes
-    environment = spec.model_dump(mode="json", exclude={"name", "region"}) if data is None else data
+def plan_environment(spec: EnvironmentSpec, context_dir: Path | None = None) -> Plan:
+    """Run the stack program for the checked `spec` under mocks and record what it declares."""
     answers = OfflineAnswers(spec.region)
     monitor = _RecordingMonitor(answers)
     loop = asyncio.new_event_loop()
@@ -200,15 +177,13 @@ def plan_environment(
         pulumi.runtime.set_mocks(
             answers, project="fermion", stack=spec.name, preview=True, monitor=monitor
         )
-        pulumi.runtime.set_all_config(
-            {"fermion:environment": json.dumps(environment), "aws:region": spec.region}
-        )
+        pulumi.runtime.set_all_config({"aws:region": spec.region})
         with tempfile.TemporaryDirectory(prefix="fermion-plan-") as scratch:
             contexts = Path(scratch) if context_dir is None else context_dir
             if context_dir is None:
                 monitor.alias = (scratch, str(DEFAULT_CONTEXT_DIR))
             try:
-                program.main(context_dir=contexts, shapes=catalog)
+                program.main(spec, context_dir=contexts)
                 loop.run_until_complete(wait_for_rpcs())
                 outputs = loop.run_until_complete(_stack_outputs())
             except pulumi.RunError as exc:
@@ -221,7 +196,7 @@ def plan_environment(
         environment=spec.name,
         resources=resources,
         outputs=outputs,
-        cost=estimate_cost(resources, catalog),
+        cost=estimate_cost(resources, spec.shapes),
         findings=[],
         assumptions=list(answers.assumptions.values()),
     )

@@ -12,14 +12,30 @@ from pathlib import Path
 
 import pulumi
 
-from fermion.stacks.environment import ENVIRONMENT_KEY, REGION_KEY, parse_environment
-from fermion.stacks.errors import FermionError
-from fermion.stacks.shapes import ShapeCatalog
+from fermion.components.platform import Platform, PlatformArgs
+from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR
+from fermion.environments.errors import FermionError
+from fermion.environments.spec import EnvironmentSpec
+from fermion.environments.stack_files import ENVIRONMENT_KEY, REGION_KEY, parse_environment
 
 
-def main(context_dir: Path | None = None, shapes: ShapeCatalog | None = None) -> None:
-    """Declare the environment named by the current stack."""
-    # Components import pulumi_aws, which takes a second; the config is checked before that.
+def main(spec: EnvironmentSpec | None = None, context_dir: Path | None = None) -> None:
+    """Declare an environment: `spec` when given (`fermion plan` has checked it already), else
+    the one the current stack's config holds (`pulumi up`)."""
+    if spec is None:
+        spec = spec_from_config()
+    platform = Platform(
+        spec.name,
+        PlatformArgs(spec, context_dir=DEFAULT_CONTEXT_DIR if context_dir is None else context_dir),
+    )
+    pulumi.export("environment", spec.name)
+    pulumi.export("region", spec.region)
+    for key, value in platform.outputs.items():
+        pulumi.export(key, value)
+
+
+def spec_from_config() -> EnvironmentSpec:
+    """The current stack's `fermion:environment` setting, checked."""
     env = pulumi.get_stack()
     data = pulumi.Config("fermion").get_object("environment")
     region = pulumi.Config("aws").get("region")
@@ -29,29 +45,9 @@ def main(context_dir: Path | None = None, shapes: ShapeCatalog | None = None) ->
             "(an empty object, {}, takes every default); see docs/environment.md"
         )
     try:
-        spec = parse_environment(
-            data,
-            env,
-            region=region,
-            source=f"stack {env!r} ({ENVIRONMENT_KEY}, {REGION_KEY})",
-            shapes=shapes,
+        return parse_environment(
+            data, env, region=region, source=f"stack {env!r} ({ENVIRONMENT_KEY}, {REGION_KEY})"
         )
     except FermionError as exc:
         # RunError prints the message alone, without a Python traceback.
         raise pulumi.RunError(str(exc)) from None
-
-    from fermion.components.platform import Platform, PlatformArgs
-    from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR
-
-    platform = Platform(
-        env,
-        PlatformArgs(
-            spec,
-            shapes=shapes,
-            context_dir=DEFAULT_CONTEXT_DIR if context_dir is None else context_dir,
-        ),
-    )
-    pulumi.export("environment", spec.name)
-    pulumi.export("region", spec.region)
-    for key, value in platform.outputs.items():
-        pulumi.export(key, value)

@@ -16,14 +16,16 @@ from .conftest import REPO
 
 PROBE = """
 import importlib.resources, sys
-import fermion.components, fermion.runtime_images, fermion.stacks, fermion.cli
-from fermion.stacks import load_environment, load_shapes
+import fermion.components, fermion.environments, fermion.runtime_images, fermion.stacks, fermion.cli
+from fermion.environments import load_environment, load_shapes
+from fermion.stacks import STACKS_DIR
 site = sys.argv[1]
-for module in (fermion.stacks, fermion.cli, fermion.components, fermion.runtime_images):
+packages = (fermion.environments, fermion.stacks, fermion.cli, fermion.components)
+for module in (*packages, fermion.runtime_images):
     assert module.__file__.startswith(site), module.__file__
 templates = importlib.resources.files("fermion.templates")
 assert str(templates).startswith(site) and templates.is_dir(), templates
-spec = load_environment("dev")
+spec = load_environment("dev", STACKS_DIR)
 assert spec.services[0].name == "embed", spec
 assert len(load_shapes()) > 20
 from fermion.components.cluster_addons import load_balancer_controller_policy
@@ -53,7 +55,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_holds_packages_and_data(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in (
-        "fermion/stacks/shapes.yaml",
+        "fermion/environments/shapes.yaml",
         "fermion/stacks/Pulumi.dev.yaml",
         "fermion/stacks/Pulumi.prod.yaml",
         "fermion/stacks/__main__.py",

@@ -26,7 +26,7 @@ from fermion.components import (
     InferenceServiceArgs,
 )
 from fermion.components.inference_service import s3_read_policy
-from fermion.stacks import load_shapes
+from fermion.environments import load_shapes
 
 config = pulumi.Config()
 region = pulumi.Config("aws").require("region")

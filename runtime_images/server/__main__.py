@@ -147,6 +147,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 def _serve_workers(config: ServerConfig) -> int:
     """Fork `workers` servers that share one listening socket; forward SIGTERM to them."""
+    # uvicorn and torch load only once serving begins, which keeps start-up and --help fast.
     from .serve import build_server
 
     sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
@@ -193,6 +194,7 @@ def main(
     )
     if config.workers > 1:
         return _serve_workers(config)
+    # uvicorn and torch load only once serving begins, which keeps start-up and --help fast.
     from .serve import run
 
     return run(config, on_ready)

@@ -10,7 +10,7 @@ from fermion.components.cluster import (
     ExistingCluster,
     kubeconfig,
 )
-from fermion.stacks import load_shapes
+from fermion.environments import load_shapes
 
 from .conftest import Recorder, resolve, settle
 

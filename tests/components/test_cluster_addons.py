@@ -21,7 +21,7 @@ from fermion.components.cluster_addons import (
     load_balancer_controller_policy,
 )
 from fermion.components.gpu_node_pool import shape_labels
-from fermion.stacks import load_shapes
+from fermion.environments import load_shapes
 
 from .conftest import Recorder, resolve, settle
 

@@ -11,7 +11,7 @@ from fermion.components.gpu_node_pool import (
     GpuNodePoolArgs,
     NoZoneOffersShapeError,
 )
-from fermion.stacks import load_shapes
+from fermion.environments import load_shapes
 
 from .conftest import Recorder, resolve
 

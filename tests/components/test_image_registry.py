@@ -12,7 +12,7 @@ from fermion.components.image_registry import (
     ImageRegistryArgs,
     lifecycle_policy,
 )
-from fermion.stacks.spec import RegistrySpec
+from fermion.environments.spec import RegistrySpec
 
 from .conftest import Recorder, resolve, settle
 

@@ -17,7 +17,7 @@ from fermion.components.inference_service import (
     http_scaled_object_spec,
     s3_read_policy,
 )
-from fermion.stacks import load_shapes
+from fermion.environments import load_shapes
 
 from ..conftest import crd_schema
 from .conftest import Recorder, settle

@@ -12,8 +12,8 @@ from fermion.components.model_store import (
     ModelStore,
     ModelStoreArgs,
 )
-from fermion.stacks.errors import FermionError
-from fermion.stacks.spec import StorageSpec
+from fermion.environments.errors import FermionError
+from fermion.environments.spec import StorageSpec
 
 from .conftest import Recorder, resolve, settle
 

@@ -14,8 +14,8 @@ from fermion.components.network import (
     SubnetLayoutError,
     _first_zones,
 )
-from fermion.stacks.errors import FermionError
-from fermion.stacks.spec import NetworkSpec
+from fermion.environments.errors import FermionError
+from fermion.environments.spec import NetworkSpec
 
 from .conftest import Recorder, resolve, settle
 

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from fermion.components.platform import ENVIRONMENT_TAG, Platform, PlatformArgs
-from fermion.stacks import load_shapes
-from fermion.stacks.environment import parse_environment
+from fermion.environments import load_shapes
+from fermion.environments.stack_files import parse_environment
 
 from .conftest import Recorder, settle
 from .test_cluster import _mock_aws

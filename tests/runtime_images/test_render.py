@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from fermion.environments import parse_environment
 from fermion.runtime_images.catalog import (
     CATALOG_DIR,
     ImageCatalogError,
@@ -25,7 +26,6 @@ from fermion.runtime_images.render import (
     render,
 )
 from fermion.runtime_images.server.config import ModelConfig, parse_tensor_spec
-from fermion.stacks import parse_environment
 
 from ..conftest import environment_data
 from ..runtime.conftest import start_server, v2_input

@@ -6,27 +6,29 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import pulumi
 import pytest
 
-from fermion.stacks import load_shapes
+from fermion.environments import load_shapes
+from fermion.environments.stack_files import load_environment, parse_environment
+from fermion.stacks import program
 from fermion.stacks.cost import estimate_cost
-from fermion.stacks.environment import load_environment, parse_environment
 from fermion.stacks.manifests import is_kubernetes_object
 from fermion.stacks.plan import SECRET, UNKNOWN, Plan, PlanError, PlannedResource, plan_environment
 
-from ..conftest import STACKS, crd_schema, environment_data
+from ..conftest import STACKS, crd_schema
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 
 
 @pytest.fixture(scope="module")
 def dev_plan() -> Plan:
-    return plan_environment(load_environment("dev", STACKS), environment_data("dev"))
+    return plan_environment(load_environment("dev", STACKS))
 
 
 @pytest.fixture(scope="module")
 def prod_plan() -> Plan:
-    return plan_environment(load_environment("prod", STACKS), environment_data("prod"))
+    return plan_environment(load_environment("prod", STACKS))
 
 
 def _of_type(plan: Plan, typ: str) -> list[PlannedResource]:
@@ -84,7 +86,7 @@ def test_inputs_name_what_only_up_can_know_and_hide_secrets(dev_plan: Plan) -> N
 
 
 def test_the_plan_is_the_same_every_run(dev_plan: Plan) -> None:
-    again = plan_environment(load_environment("dev", STACKS), environment_data("dev"))
+    again = plan_environment(load_environment("dev", STACKS))
     assert again.to_json() == dev_plan.to_json()
 
 
@@ -151,12 +153,26 @@ def test_each_service_runs_behind_keda_with_an_endpoint(prod_plan: Plan) -> None
     assert reranker[0]["value"] == "s3://example-corp-ml-artifacts/reranker/2024-11/"
 
 
-def test_a_failing_program_is_a_plan_error_not_a_traceback() -> None:
-    spec = parse_environment({}, "qa")
+def test_a_failing_program_is_a_plan_error_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise pulumi.RunError("services: not a list")
+
+    monkeypatch.setattr(program, "main", fail)
     with pytest.raises(PlanError) as info:
-        plan_environment(spec, {"services": "not a list"})
+        plan_environment(parse_environment({}, "qa"))
     assert "plan of 'qa' failed" in str(info.value)
     assert "services" in str(info.value)
+
+
+def test_the_plan_runs_the_checked_spec_without_reading_stack_config() -> None:
+    # A spec built in code, with no stack file and no `fermion:environment` config behind it.
+    spec = parse_environment({"network": {"nat": "single"}}, "qa")
+    result = plan_environment(spec)
+    assert result.environment == "qa"
+    nats = [r for r in result.resources if r.type == "aws:ec2/natGateway:NatGateway"]
+    assert len(nats) == 1
 
 
 def _group(name: str, types: list[str], low: int, high: int, capacity: str) -> PlannedResource:

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fermion.stacks import EnvironmentSpec, FermionError, parse_environment, read_stack_file
+from fermion.environments import EnvironmentSpec, FermionError, parse_environment, read_stack_file
 
 from ..conftest import environment_data
 

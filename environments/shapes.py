@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
-from fermion.stacks.errors import ShapeCatalogError, UnknownShapeError
+from fermion.environments.errors import ShapeCatalogError, UnknownShapeError
 
 DEFAULT_CATALOG = Path(__file__).with_name("shapes.yaml")
 
@@ -344,6 +344,18 @@ def parse_catalog(data: Any, source: str) -> ShapeCatalog:
         interface_endpoint_per_zone=raw.platform.interface_endpoint_per_zone,
     )
     return ShapeCatalog(prices=prices, platform=platform, instance_types=instances, shapes=shapes)
+
+
+CPU_IMAGE = "torch-cpu"
+CUDA_IMAGE = "torch-cuda12"
+
+
+def image_for(chosen: str | None, shape: Shape) -> str:
+    """The runtime image a replica on `shape` runs: `chosen` when given, else the CUDA image
+    exactly when the shape has GPUs. Whether a service runs CUDA is decided here alone."""
+    if chosen is not None:
+        return chosen
+    return CUDA_IMAGE if shape.is_gpu else CPU_IMAGE
 
 
 def load_shapes(path: Path | None = None) -> ShapeCatalog:

@@ -4,7 +4,7 @@ import re
 
 from pydantic import BaseModel
 
-from fermion.stacks import EnvironmentSpec
+from fermion.environments import EnvironmentSpec
 
 from ..conftest import REPO
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from fermion.stacks import ShapeCatalogError, UnknownShapeError, load_shapes
-from fermion.stacks.shapes import DEFAULT_CATALOG, parse_catalog
+from fermion.environments import ShapeCatalogError, UnknownShapeError, load_shapes
+from fermion.environments.shapes import DEFAULT_CATALOG, parse_catalog
 
 LEPTON_NAMES = [
     "cpu.small", "cpu.medium", "cpu.large", "gpu.t4", "gpu.a10", "gpu.l4", "gpu.l40s",

@@ -6,14 +6,25 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from fermion.stacks.errors import SpecProblem
-from fermion.stacks.formats import parse_tensor_spec
-from fermion.stacks.shapes import ShapeCatalog, load_shapes
+from fermion.environments.errors import SpecProblem
+from fermion.environments.formats import parse_tensor_spec
+from fermion.environments.sections import ClusterSpec, NetworkSpec, NodePoolSpec, ServiceSpec
+from fermion.environments.shapes import ShapeCatalog, image_for
 
-if TYPE_CHECKING:
-    from fermion.stacks.spec import EnvironmentSpec, ServiceSpec
+
+class Environment(Protocol):
+    """The sections the rules read: an EnvironmentSpec while it is being built."""
+
+    @property
+    def network(self) -> NetworkSpec: ...
+    @property
+    def cluster(self) -> ClusterSpec: ...
+    @property
+    def node_pools(self) -> list[NodePoolSpec]: ...
+    @property
+    def services(self) -> list[ServiceSpec]: ...
 
 
 def _dupes(names: Iterable[str]) -> set[str]:
@@ -74,7 +85,7 @@ def _check_shape(path: str, name: str, shapes: ShapeCatalog) -> SpecProblem | No
     )
 
 
-def _check_network(spec: EnvironmentSpec) -> list[SpecProblem]:
+def _check_network(spec: Environment) -> list[SpecProblem]:
     net = spec.network
     problems: list[SpecProblem] = []
     if not net.cidr.is_private:
@@ -205,7 +216,7 @@ def _check_network(spec: EnvironmentSpec) -> list[SpecProblem]:
     return problems
 
 
-def _check_workloads(spec: EnvironmentSpec, shapes: ShapeCatalog) -> list[SpecProblem]:
+def _check_workloads(spec: Environment, shapes: ShapeCatalog) -> list[SpecProblem]:
     problems: list[SpecProblem] = []
     system = spec.cluster.system_nodes
     problem = _check_shape("cluster.system_nodes.shape", system.shape, shapes)
@@ -260,7 +271,7 @@ def _check_workloads(spec: EnvironmentSpec, shapes: ShapeCatalog) -> list[SpecPr
                 )
             )
         else:
-            image = spec.image_for(svc)
+            image = image_for(svc.image, shapes.get(svc.shape))
             if shapes.get(svc.shape).is_gpu and image == "torch-cpu":
                 problems.append(
                     SpecProblem(
@@ -314,7 +325,7 @@ def _check_workloads(spec: EnvironmentSpec, shapes: ShapeCatalog) -> list[SpecPr
     return problems
 
 
-def _check_serving(spec: EnvironmentSpec, path: str, svc: ServiceSpec) -> list[SpecProblem]:
+def _check_serving(spec: Environment, path: str, svc: ServiceSpec) -> list[SpecProblem]:
     """How a service is scaled and reached must be something the cluster can do."""
     problems: list[SpecProblem] = []
     if svc.autoscaling.metric == "queue_depth":
@@ -348,7 +359,7 @@ def _check_serving(spec: EnvironmentSpec, path: str, svc: ServiceSpec) -> list[S
     return problems
 
 
-def _check_capacity(spec: EnvironmentSpec, shapes: ShapeCatalog) -> list[SpecProblem]:
+def _check_capacity(spec: Environment, shapes: ShapeCatalog) -> list[SpecProblem]:
     """Services on a shape must fit in the pools of that shape at their maximum scale."""
     problems: list[SpecProblem] = []
     for shape_name in sorted({p.shape for p in spec.node_pools if p.shape in shapes}):
@@ -372,9 +383,6 @@ def _check_capacity(spec: EnvironmentSpec, shapes: ShapeCatalog) -> list[SpecPro
     return problems
 
 
-def check_environment(
-    spec: EnvironmentSpec, shapes: ShapeCatalog | None = None
-) -> list[SpecProblem]:
+def check_environment(spec: Environment, shapes: ShapeCatalog) -> list[SpecProblem]:
     """Every cross-field problem in `spec`, each with its key path; empty when it is valid."""
-    catalog = load_shapes() if shapes is None else shapes
-    return _check_network(spec) + _check_workloads(spec, catalog)
+    return _check_network(spec) + _check_workloads(spec, shapes)

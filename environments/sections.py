@@ -1,13 +1,14 @@
-"""EnvironmentSpec: one fermion environment, as written under `fermion:environment`.
+"""The sections of an environment: network, cluster, node pools, storage, registry, services.
 
-Field-level rules (types, ranges, formats) are pydantic constraints on these models. Rules that
-span fields live in `fermion.stacks.rules` and run when an EnvironmentSpec is built.
+Field-level rules (types, ranges, formats) are pydantic constraints on these models. The
+environment that holds them, and the rules that span sections, are `fermion.environments.spec`
+and `fermion.environments.rules`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -16,14 +17,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationInfo,
-    model_validator,
 )
 
-from fermion.stacks import formats
-from fermion.stacks.errors import EnvironmentSpecError
-from fermion.stacks.formats import NAME_MAX, NAME_PATTERN
-from fermion.stacks.rules import check_environment
+from fermion.environments import formats
+from fermion.environments.formats import NAME_MAX, NAME_PATTERN
 
 EksVersion = Literal["1.30", "1.31", "1.32", "1.33", "1.34", "1.35"]
 DEFAULT_EKS_VERSION: EksVersion = "1.34"
@@ -36,11 +33,13 @@ SubnetId = Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]
 TagValue = Annotated[str, StringConstraints(max_length=256)]
 
 
-class _Spec(BaseModel):
+class Spec(BaseModel):
+    """The base of every section: unknown keys are errors, and values never change."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class SizeSpec(_Spec):
+class SizeSpec(Spec):
     """How many nodes a pool may have."""
 
     min: int = Field(0, ge=0, le=1000, description="Fewest nodes; 0 lets the pool scale to zero.")
@@ -50,14 +49,14 @@ class SizeSpec(_Spec):
     )
 
 
-class ReplicasSpec(_Spec):
+class ReplicasSpec(Spec):
     """How many replicas a service may run."""
 
     min: int = Field(1, ge=0, le=1000, description="Fewest replicas; 0 scales to zero when idle.")
     max: int = Field(2, ge=1, le=1000, description="Most replicas.")
 
 
-class NetworkSpec(_Spec):
+class NetworkSpec(Spec):
     """The VPC: created by fermion, or an existing one given by id."""
 
     vpc_id: Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8,17}$")] | None = None
@@ -78,14 +77,14 @@ class NetworkSpec(_Spec):
     flow_logs: bool = True
 
 
-class SystemNodesSpec(_Spec):
+class SystemNodesSpec(Spec):
     """The CPU node group that runs cluster add-ons."""
 
     shape: ShapeName = "cpu.medium"
     size: SizeSpec = SizeSpec(min=2, max=3, desired=2)
 
 
-class ClusterSpec(_Spec):
+class ClusterSpec(Spec):
     """The EKS control plane and its system nodes."""
 
     name: Name | None = None
@@ -106,7 +105,7 @@ class ClusterSpec(_Spec):
     system_nodes: SystemNodesSpec = SystemNodesSpec()
 
 
-class NodePoolSpec(_Spec):
+class NodePoolSpec(Spec):
     """A pool of nodes of one shape: a GPU pool, or extra CPU capacity."""
 
     name: Name
@@ -118,7 +117,7 @@ class NodePoolSpec(_Spec):
     labels: Labels = {}
 
 
-class StorageSpec(_Spec):
+class StorageSpec(Spec):
     """The S3 bucket that holds model artifacts."""
 
     bucket: Annotated[str, AfterValidator(formats.legal_bucket)] | None = None
@@ -128,7 +127,7 @@ class StorageSpec(_Spec):
     force_destroy: bool = False
 
 
-class RegistrySpec(_Spec):
+class RegistrySpec(Spec):
     """The ECR repository that holds runtime images."""
 
     repository: Annotated[str, AfterValidator(formats.ecr_repository)] = "fermion/runtime"
@@ -137,7 +136,7 @@ class RegistrySpec(_Spec):
     keep_images: int = Field(50, ge=1, le=10000)
 
 
-class ModelSpec(_Spec):
+class ModelSpec(Spec):
     """Where a service's model comes from and how to load it."""
 
     uri: Annotated[str, AfterValidator(formats.s3_uri)] | None = None
@@ -146,14 +145,14 @@ class ModelSpec(_Spec):
     handler: Annotated[str, AfterValidator(formats.handler_reference)] | None = None
 
 
-class BatchingSpec(_Spec):
+class BatchingSpec(Spec):
     """Dynamic batching: requests that arrive together run as one batch."""
 
     max_batch_size: int = Field(8, ge=1, le=1024)
     max_delay_ms: float = Field(5.0, ge=0, le=1000)
 
 
-class AutoscalingSpec(_Spec):
+class AutoscalingSpec(Spec):
     """What the autoscaler watches, and the value per replica it aims for."""
 
     metric: Literal["in_flight", "queue_depth", "rps"] = "in_flight"
@@ -161,7 +160,7 @@ class AutoscalingSpec(_Spec):
     scale_down_delay_s: int = Field(300, ge=0, le=86400)
 
 
-class ServiceSpec(_Spec):
+class ServiceSpec(Spec):
     """An inference service: a model served on a shape, with batching and autoscaling."""
 
     name: Name
@@ -177,39 +176,3 @@ class ServiceSpec(_Spec):
     env: Annotated[dict[str, str], AfterValidator(formats.env_vars)] = {}
     pip_packages: list[Annotated[str, AfterValidator(formats.pip_requirement)]] = []
     public: bool = False
-
-
-class EnvironmentSpec(_Spec):
-    """One fermion environment: everything `fermion up ENV` creates.
-
-    Construct it with `parse_environment` (from data) or directly; either way the cross-field
-    rules run and a bad spec raises `EnvironmentSpecError`.
-    """
-
-    name: Name
-    region: Annotated[str, AfterValidator(formats.legal_region)] = "us-west-2"
-    network: NetworkSpec = NetworkSpec()
-    cluster: ClusterSpec = ClusterSpec()
-    node_pools: list[NodePoolSpec] = []
-    storage: StorageSpec = StorageSpec()
-    registry: RegistrySpec = RegistrySpec()
-    services: list[ServiceSpec] = []
-    tags: Annotated[dict[str, TagValue], Field(max_length=40)] = {}
-
-    @model_validator(mode="after")
-    def _cross_field_rules(self, info: ValidationInfo) -> EnvironmentSpec:
-        context: dict[str, Any] = info.context if isinstance(info.context, dict) else {}
-        problems = check_environment(self, context.get("shapes"))
-        if problems:
-            raise EnvironmentSpecError(str(context.get("source", "EnvironmentSpec")), problems)
-        return self
-
-    @property
-    def cluster_name(self) -> str:
-        return self.cluster.name if self.cluster.name is not None else f"fermion-{self.name}"
-
-    def image_for(self, service: ServiceSpec) -> str:
-        """The runtime image a service runs: its own choice, else CUDA for GPU shapes."""
-        if service.image is not None:
-            return service.image
-        return "torch-cuda12" if service.shape.startswith("gpu.") else "torch-cpu"

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from fermion.runtime_images.server.config import TensorSpec
-from fermion.stacks import (
+from fermion.environments import (
     EnvironmentSpec,
     EnvironmentSpecError,
     NodePoolSpec,
@@ -17,6 +16,7 @@ from fermion.stacks import (
     parse_environment,
     parse_tensor_spec,
 )
+from fermion.runtime_images.server.config import TensorSpec
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -307,7 +307,7 @@ def test_tensor_spec_parsing() -> None:
 
 
 def test_the_public_api_resolves() -> None:
-    import fermion.stacks as stacks
+    import fermion.environments as stacks
 
     assert sorted(stacks.__all__) == sorted(stacks._EXPORTS)
     for name in stacks.__all__:

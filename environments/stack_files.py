@@ -1,4 +1,4 @@
-"""Reading environments: `stacks/Pulumi.<env>.yaml` files into `EnvironmentSpec`s.
+"""Reading environments: `Pulumi.<env>.yaml` stack files into `EnvironmentSpec`s.
 
 Every failure becomes a `FermionError` that names the file, the key path, the bad value and what
 is allowed; the key path also carries its line in the file where it can be found.
@@ -19,15 +19,15 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from fermion.stacks.errors import (
+from fermion.environments.errors import (
     EnvironmentNotFoundError,
     EnvironmentSpecError,
     SpecProblem,
     StackFileError,
 )
-from fermion.stacks.formats import NAME_MAX
-from fermion.stacks.shapes import ShapeCatalog
-from fermion.stacks.spec import EnvironmentSpec
+from fermion.environments.formats import NAME_MAX
+from fermion.environments.shapes import ShapeCatalog
+from fermion.environments.spec import EnvironmentSpec
 
 # Readable forms of the spec's regular expressions, by field name.
 _PATTERN_FIXES = {
@@ -48,7 +48,6 @@ _PATTERN_FIXES = {
 ENVIRONMENT_KEY = "fermion:environment"
 REGION_KEY = "aws:region"
 STACKS_DIR_ENV = "FERMION_STACKS_DIR"
-PACKAGED_STACKS = Path(__file__).parent
 _STACK_FILE = re.compile(r"^Pulumi\.(?P<env>[^.]+)\.ya?ml$")
 _ENV_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _VALUE_WIDTH = 60
@@ -83,10 +82,10 @@ _FIXES = {
 }
 
 
-def find_stacks_dir(explicit: Path | None = None, start: Path | None = None) -> Path:
+def find_stacks_dir(explicit: Path | None, fallback: Path, start: Path | None = None) -> Path:
     """Where environments live: `explicit`, then $FERMION_STACKS_DIR, then the `stackConfigDir` of
-    the nearest fermion Pulumi.yaml above `start` (the working folder), then the environments that
-    ship with fermion."""
+    the nearest fermion Pulumi.yaml above `start` (the working folder), then `fallback` (the
+    CLI passes the environments that ship with fermion, `fermion.stacks.STACKS_DIR`)."""
     if explicit is not None:
         return explicit
     from_env = os.environ.get(STACKS_DIR_ENV)
@@ -100,7 +99,7 @@ def find_stacks_dir(explicit: Path | None = None, start: Path | None = None) -> 
             if config_dir is not None:
                 return config_dir
             break
-    return PACKAGED_STACKS
+    return fallback
 
 
 def _stack_config_dir(project: Path) -> Path | None:
@@ -132,9 +131,9 @@ def stack_file(env: str, stacks_dir: Path) -> Path:
 
 
 def load_environment(
-    env: str, stacks_dir: Path | None = None, shapes: ShapeCatalog | None = None
+    env: str, stacks_dir: Path, shapes: ShapeCatalog | None = None
 ) -> EnvironmentSpec:
-    """Read and check the environment `env` from its stack file."""
+    """Read and check the environment `env` from its stack file in `stacks_dir`."""
     if not _ENV_NAME.match(env) or len(env) > NAME_MAX:
         raise EnvironmentSpecError(
             f"environment {env!r}",
@@ -148,7 +147,7 @@ def load_environment(
                 )
             ],
         )
-    path = stack_file(env, find_stacks_dir(stacks_dir))
+    path = stack_file(env, stacks_dir)
     return read_stack_file(path, env, shapes)
 
 

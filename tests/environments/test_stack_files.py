@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fermion.stacks import (
+from fermion.environments import (
     EnvironmentNotFoundError,
     EnvironmentSpecError,
     StackFileError,
@@ -13,7 +13,7 @@ from fermion.stacks import (
     list_environments,
     load_environment,
 )
-from fermion.stacks.environment import PACKAGED_STACKS
+from fermion.stacks import STACKS_DIR as PACKAGED_STACKS
 
 from ..conftest import STACKS, environment_data
 
@@ -144,11 +144,11 @@ def test_loading_leaves_the_file_untouched(tmp_path: Path) -> None:
 class TestFindStacksDir:
     def test_explicit_wins(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("FERMION_STACKS_DIR", "/elsewhere")
-        assert find_stacks_dir(tmp_path) == tmp_path
+        assert find_stacks_dir(tmp_path, PACKAGED_STACKS) == tmp_path
 
     def test_environment_variable(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("FERMION_STACKS_DIR", str(tmp_path))
-        assert find_stacks_dir() == tmp_path
+        assert find_stacks_dir(None, PACKAGED_STACKS) == tmp_path
 
     def test_nearest_fermion_project(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("FERMION_STACKS_DIR", raising=False)
@@ -157,18 +157,21 @@ class TestFindStacksDir:
         )
         deep = tmp_path / "a" / "b"
         deep.mkdir(parents=True)
-        assert find_stacks_dir(start=deep) == tmp_path / "envs"
+        assert find_stacks_dir(None, PACKAGED_STACKS, start=deep) == tmp_path / "envs"
 
     def test_another_project_is_not_ours(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.delenv("FERMION_STACKS_DIR", raising=False)
         (tmp_path / "Pulumi.yaml").write_text("name: website\nruntime: nodejs\n")
-        assert find_stacks_dir(start=tmp_path) == PACKAGED_STACKS
+        assert find_stacks_dir(None, PACKAGED_STACKS, start=tmp_path) == PACKAGED_STACKS
 
     def test_repository_checkout(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("FERMION_STACKS_DIR", raising=False)
-        assert find_stacks_dir(start=STACKS.parent).resolve() == STACKS.resolve()
+        assert (
+            find_stacks_dir(None, PACKAGED_STACKS, start=STACKS.parent).resolve()
+            == STACKS.resolve()
+        )
 
 
 def test_conftest_reads_the_same_data() -> None:
