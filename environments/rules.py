@@ -253,7 +253,8 @@ def _check_workloads(spec: Environment, shapes: ShapeCatalog) -> list[SpecProble
         problems += _check_size(f"{path}.size", pool.size.min, pool.size.max, pool.size.desired)
 
     problems += _unique_names("services", [s.name for s in spec.services])
-    pool_shapes = {p.shape for p in spec.node_pools}
+    # Only shapes the catalog knows are offered; an unknown pool shape has its own problem.
+    pool_shapes = {p.shape for p in spec.node_pools if p.shape in shapes}
     for i, svc in enumerate(spec.services):
         path = f"services[{i}]"
         problem = _check_shape(f"{path}.shape", svc.shape, shapes)
@@ -297,6 +298,16 @@ def _check_workloads(spec: Environment, shapes: ShapeCatalog) -> list[SpecProble
                     f"max must be at least min ({svc.replicas.min})",
                     str(svc.replicas.max),
                     f"Set max to {svc.replicas.min} or more, or lower min",
+                )
+            )
+        if svc.model.format == "torchscript" and not svc.inputs:
+            problems.append(
+                SpecProblem(
+                    f"{path}.inputs",
+                    "a TorchScript model does not declare its inputs, so the server cannot "
+                    "check requests or warm the model up without them",
+                    "[]",
+                    "List each input as NAME:DTYPE:SHAPE, e.g. inputs: [input__0:FP32:-1,3,224,224]",
                 )
             )
         if (svc.model.format == "handler") != (svc.model.handler is not None):

@@ -191,6 +191,9 @@ def read_stack_config(path: Path) -> StackConfig:
         raise StackFileError(
             path, f"is not valid YAML: {_yaml_message(exc)}", "Fix the YAML syntax"
         ) from None
+    duplicates = _duplicate_keys(text)
+    if duplicates:
+        raise EnvironmentSpecError(str(path), duplicates)
     config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict) or ENVIRONMENT_KEY not in config:
         raise StackFileError(
@@ -361,6 +364,50 @@ def _line_index(text: str) -> dict[str, int]:
         if region is not None:
             index[REGION_KEY] = region.start_mark.line + 1
     return index
+
+
+def _duplicate_keys(text: str) -> list[SpecProblem]:
+    """Keys given twice in one mapping, which YAML loaders resolve by silently keeping the last.
+
+    Paths inside the environment object read as the spec's own key paths (`services[0].replicas`);
+    others keep their place in the file (`config.aws:region`).
+    """
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return []
+    problems: list[SpecProblem] = []
+
+    def walk(node: yaml.Node, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for k, v in node.value:
+                if not isinstance(k, yaml.ScalarNode):
+                    continue
+                child = f"{path}.{k.value}" if path else str(k.value)
+                line = k.start_mark.line + 1
+                if k.value in seen:
+                    shown = child.removeprefix(f"config.{ENVIRONMENT_KEY}.")
+                    problems.append(
+                        SpecProblem(
+                            shown,
+                            f"key {k.value!r} is given twice, at lines {seen[k.value]} and {line}; "
+                            "YAML would keep the second and silently drop the first",
+                            None,
+                            "Keep one of them",
+                            line,
+                        )
+                    )
+                else:
+                    seen[k.value] = line
+                walk(v, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{path}[{i}]")
+
+    if root is not None:
+        walk(root, "")
+    return problems
 
 
 def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:

@@ -327,3 +327,22 @@ def test_a_public_service_needs_the_controller_and_a_replica(dev: dict[str, Any]
     put(dev, "cluster.load_balancer_controller", True)
     put(dev, "services[0].replicas.min", 1)
     parse_environment(dev, "dev")
+
+
+def test_a_torchscript_service_must_declare_its_inputs(dev: dict[str, Any]) -> None:
+    put(dev, "services[0].model", {"format": "torchscript"})
+    problem = assert_problem(dev, "services[0].inputs", "does not declare its inputs")
+    assert "inputs: [input__0:FP32:" in problem.render()
+    put(dev, "services[0].inputs", ["input__0:FP32:-1,4"])
+    parse_environment(dev, "dev")
+
+
+def test_only_known_pool_shapes_are_offered(dev: dict[str, Any]) -> None:
+    dev["node_pools"] = [
+        {"name": "typo", "shape": "gpu.t5"},
+        {"name": "l4", "shape": "gpu.l4"},
+    ]
+    put(dev, "services[0].shape", "gpu.a10")
+    problem = assert_problem(dev, "services[0].shape", "no node pool has this shape")
+    assert "pools offer: gpu.l4)" in problem.render()
+    assert "gpu.t5" not in problem.render()

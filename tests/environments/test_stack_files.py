@@ -176,3 +176,29 @@ class TestFindStacksDir:
 
 def test_conftest_reads_the_same_data() -> None:
     assert environment_data("dev")["node_pools"][0]["shape"] == "gpu.l4"
+
+
+def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "        replicas:\n", "        replicas: {min: 5, max: 9}\n        replicas:\n"
+    )
+    path = write(tmp_path, "eu", text)
+    before = path.read_bytes()
+    with pytest.raises(EnvironmentSpecError) as info:
+        load_environment("eu", tmp_path)
+    (problem,) = info.value.problems
+    assert problem.path == "services[0].replicas"
+    assert "'replicas' is given twice, at lines 11 and 12" in problem.render()
+    assert problem.line == 12
+    assert path.read_bytes() == before
+
+
+def test_a_key_given_twice_outside_the_environment_is_named_too(tmp_path: Path) -> None:
+    write(
+        tmp_path, "eu", GOOD.replace("  aws:region: eu-west-1\n", "  aws:region: eu-west-1\n" * 2)
+    )
+    with pytest.raises(EnvironmentSpecError) as info:
+        load_environment("eu", tmp_path)
+    (problem,) = info.value.problems
+    assert problem.path == "config.aws:region"
+    assert "at lines 2 and 3" in problem.render()
