@@ -15,7 +15,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from fermion.cli import image
-from fermion.cli.console import err
+from fermion.cli.console import closed_by_reader, err
 from fermion.cli.plan import plan
 from fermion.cli.serve import serve
 from fermion.cli.shapes import shapes
@@ -31,6 +31,8 @@ class _FermionGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            closed_by_reader()
         except FermionError as exc:
             _fail(str(exc))
         except Exception as exc:

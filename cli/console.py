@@ -3,13 +3,44 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+import sys
+from typing import Any, NoReturn, TextIO
 
 import typer
 from rich.console import Console
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Output that goes to a file or a pipe keeps every type, name and number whole: rich would
+# otherwise lay it out for an 80-column terminal and cut or fold it.
+_UNWRAPPED = 100_000
+
+
+def _width(stream: TextIO) -> int | None:
+    """rich's own choice on a terminal, or where $COLUMNS says; no limit anywhere else."""
+    if os.environ.get("COLUMNS") or stream.isatty():
+        return None
+    return _UNWRAPPED
+
+
+def closed_by_reader() -> NoReturn:
+    """Exit 0 once a reader such as `head` has closed stdout: it has what it asked for."""
+    # Python's own advice: point stdout at /dev/null, so the flush at exit cannot fail again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(0)
+
+
+def _on_broken_pipe(console: Console) -> None:
+    if not console.quiet:
+        closed_by_reader()
+
+
+# rich's hook for a closed stdout exits 1, which fails `fermion plan | head` under pipefail.
+# Set on the class, so typer's own help consoles behave the same as fermion's.
+Console.on_broken_pipe = _on_broken_pipe  # type: ignore[method-assign]
+
+out = Console(highlight=False, width=_width(sys.stdout))
+err = Console(stderr=True, highlight=False, width=_width(sys.stderr))
 
 
 def print_json(data: Any) -> None:

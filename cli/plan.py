@@ -124,7 +124,9 @@ def _print_cost(result: Plan) -> None:
     region = result.outputs.get("region")
     if isinstance(region, str) and region != cost.price_region:
         title += f"; {region} differs by a few percent"
-    table = Table(title=f"{title})", title_justify="left")
+    # The title stands on its own line: a table's title folds to the table's width.
+    out.print(f"{title})")
+    table = Table()
     for column in ("item", "detail", "count", "each", "at min", "at max"):
         table.add_column(
             column, justify="right" if column in ("each", "at min", "at max") else "left"
