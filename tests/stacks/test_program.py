@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import runpy
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,3 +92,17 @@ def test_bad_config_stops_the_program_with_a_clean_message(
 def test_a_stack_without_an_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(pulumi.RunError, match=r"stack 'qa' has no `fermion:environment`"):
         run_program(monkeypatch, "qa", None)
+
+
+def test_run_by_hand_it_says_where_it_runs_instead_of_a_traceback(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(STACKS / "__main__.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "runs under the Pulumi engine: `pulumi up`" in done.stderr
+    assert "fermion plan ENV" in done.stderr
