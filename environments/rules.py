@@ -307,7 +307,8 @@ def _check_workloads(spec: Environment, shapes: ShapeCatalog) -> list[SpecProble
                     "a TorchScript model does not declare its inputs, so the server cannot "
                     "check requests or warm the model up without them",
                     "[]",
-                    "List each input as NAME:DTYPE:SHAPE, e.g. inputs: [input__0:FP32:-1,3,224,224]",
+                    "List each input as NAME:DTYPE:SHAPE, "
+                    "e.g. inputs: [input__0:FP32:-1,3,224,224]",
                 )
             )
         if (svc.model.format == "handler") != (svc.model.handler is not None):

@@ -14,6 +14,6 @@ if get_monitor() is None:
         "no credentials or Pulumi CLI, run `fermion plan ENV`."
     )
 
-from fermion.stacks.program import main  # noqa: E402
+from fermion.stacks.program import main
 
 main()
