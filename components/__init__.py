@@ -7,8 +7,10 @@ Importing this package loads pulumi_aws; the CLI imports it only inside the comm
 
 from __future__ import annotations
 
-from fermion.components.cluster import Cluster, ClusterArgs, ExistingCluster
+from fermion.components.cluster import Cluster, ClusterArgs
 from fermion.components.cluster_addons import ClusterAddons, ClusterAddonsArgs
+from fermion.components.cluster_core import ClusterCore
+from fermion.components.existing_cluster import ExistingCluster
 from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from fermion.components.image_registry import ImageRegistry, ImageRegistryArgs
 from fermion.components.inference_service import InferenceService, InferenceServiceArgs
@@ -22,6 +24,7 @@ __all__ = [
     "ClusterAddons",
     "ClusterAddonsArgs",
     "ClusterArgs",
+    "ClusterCore",
     "ExistingCluster",
     "GpuNodePool",
     "GpuNodePoolArgs",

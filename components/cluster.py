@@ -8,7 +8,6 @@ so are not tied to one cluster's OIDC issuer (IRSA stays available as an option)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -16,9 +15,11 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from fermion.components.cluster_core import ClusterCore
 from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from fermion.components.iam import service_role
 from fermion.components.kms import rotating_key
+from fermion.components.kubeconfig import kubeconfig_secret
 from fermion.environments.shapes import Shape
 
 # Managed add-ons, each pinned to the version AWS names as the default for the cluster's
@@ -74,8 +75,8 @@ class Cluster(pulumi.ComponentResource):
     """An EKS cluster: control plane, system node group, managed add-ons, admin access.
 
     Outputs: `cluster_name`, `endpoint`, `certificate_authority`, `kubeconfig` (secret),
-    `oidc_provider_arn` (with IRSA), and `provider`, a pulumi-kubernetes Provider for the
-    cluster that other components use.
+    `oidc_provider_arn` (with IRSA), `provider`, a pulumi-kubernetes Provider for the
+    cluster, and `core`, what node pools, add-ons and services take to run on it.
     """
 
     cluster: aws.eks.Cluster
@@ -83,6 +84,7 @@ class Cluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
     oidc_provider_arn: pulumi.Output[str] | None
+    core: ClusterCore
 
     def __init__(
         self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -161,13 +163,29 @@ class Cluster(pulumi.ComponentResource):
             )
             self.oidc_provider_arn = oidc.arn
 
+        region = args.region
+        if region is None:
+            region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+        self.kubeconfig = kubeconfig_secret(
+            self.cluster.name,
+            self.cluster.endpoint,
+            self.cluster.certificate_authority.apply(lambda ca: str(ca["data"])),
+            region,
+        )
+        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=cluster_child)
+        self.core = ClusterCore(
+            name=self.cluster_name,
+            provider=self.provider,
+            region=region,
+            subnet_ids=args.subnet_ids,
+            subnet_zones=args.subnet_zones,
+            oidc_provider_arn=self.oidc_provider_arn,
+        )
         self.system_nodes = GpuNodePool(
             f"{name}-system",
             GpuNodePoolArgs(
-                cluster_name=self.cluster.name,
+                cluster=self.core,
                 shape=args.system_shape,
-                subnet_ids=args.subnet_ids,
-                subnet_zones=args.subnet_zones,
                 min_size=args.system_min,
                 max_size=args.system_max,
                 desired_size=args.system_desired,
@@ -205,14 +223,6 @@ class Cluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster, *after]),
             )
 
-        self.kubeconfig = _kubeconfig_secret(
-            self.cluster.name,
-            self.cluster.endpoint,
-            self.cluster.certificate_authority.apply(lambda ca: str(ca["data"])),
-            args.region,
-            self,
-        )
-        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=cluster_child)
         self.register_outputs(
             {
                 "cluster_name": self.cluster_name,
@@ -220,48 +230,6 @@ class Cluster(pulumi.ComponentResource):
                 "kubeconfig": self.kubeconfig,
                 "oidc_provider_arn": self.oidc_provider_arn,
             }
-        )
-
-
-class ExistingCluster(pulumi.ComponentResource):
-    """An EKS cluster made elsewhere, looked up by name, for stacks that add to it.
-
-    It has the outputs other components take from `Cluster` (`cluster_name`, `endpoint`,
-    `kubeconfig`, `provider`), so node pools, add-ons and services can join a cluster this
-    stack does not own. It creates nothing in AWS; the caller needs access to the cluster.
-    """
-
-    cluster_name: pulumi.Output[str]
-    endpoint: pulumi.Output[str]
-    version: pulumi.Output[str]
-    kubeconfig: pulumi.Output[str]
-    provider: k8s.Provider
-
-    def __init__(
-        self,
-        name: str,
-        cluster_name: pulumi.Input[str],
-        region: pulumi.Input[str] | None = None,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__("fermion:index:ExistingCluster", name, None, opts)
-        invoke = pulumi.InvokeOutputOptions(parent=self)
-        found = aws.eks.get_cluster_output(name=cluster_name, region=region, opts=invoke)
-        self.cluster_name = found.name
-        self.endpoint = found.endpoint
-        self.version = found.version
-        self.kubeconfig = _kubeconfig_secret(
-            found.name,
-            found.endpoint,
-            found.certificate_authorities.apply(lambda cas: str(cas[0].data)),
-            region,
-            self,
-        )
-        self.provider = k8s.Provider(
-            f"{name}-k8s", kubeconfig=self.kubeconfig, opts=pulumi.ResourceOptions(parent=self)
-        )
-        self.register_outputs(
-            {"cluster_name": self.cluster_name, "endpoint": self.endpoint, "version": self.version}
         )
 
 
@@ -290,58 +258,3 @@ def pod_identity(
         opts=child,
     )
     return [inline, association]
-
-
-def _kubeconfig_secret(
-    cluster_name: pulumi.Input[str],
-    endpoint: pulumi.Input[str],
-    certificate_data: pulumi.Input[str],
-    region: pulumi.Input[str] | None,
-    parent: pulumi.Resource,
-) -> pulumi.Output[str]:
-    """The cluster's kubeconfig as a secret Output; the provider's region when none given."""
-    if region is None:
-        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=parent)).region
-    return pulumi.Output.secret(
-        pulumi.Output.all(cluster_name, endpoint, certificate_data, region).apply(
-            lambda parts: kubeconfig(*parts)
-        )
-    )
-
-
-def kubeconfig(cluster_name: str, endpoint: str, certificate_data: str, region: str) -> str:
-    """A kubeconfig that authenticates with `aws eks get-token` (the caller's AWS identity)."""
-    user = {
-        "exec": {
-            "apiVersion": "client.authentication.k8s.io/v1beta1",
-            "command": "aws",
-            "args": [
-                "eks",
-                "get-token",
-                "--cluster-name",
-                cluster_name,
-                "--region",
-                region,
-                "--output",
-                "json",
-            ],
-        }
-    }
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": cluster_name,
-                    "cluster": {"server": endpoint, "certificate-authority-data": certificate_data},
-                }
-            ],
-            "contexts": [
-                {"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}
-            ],
-            "current-context": cluster_name,
-            "users": [{"name": cluster_name, "user": user}],
-        },
-        indent=2,
-    )

@@ -17,6 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from fermion.components.cluster import pod_identity
+from fermion.components.cluster_core import ClusterCore
 from fermion.components.gpu_node_pool import AMI_LABEL, GPU_TAINT_KEY
 from fermion.environments.errors import FermionError
 
@@ -162,14 +163,12 @@ def load_balancer_controller_policy() -> str:
 class ClusterAddonsArgs:
     """What the add-ons need to know about their cluster.
 
-    `provider` is the cluster's pulumi-kubernetes Provider (`Cluster.provider`);
-    `kubernetes_version` picks the cluster-autoscaler image. `vpc_id` is needed only by the
-    load balancer controller. With `gpu` off, no NVIDIA software is installed.
+    `cluster` is `Cluster.core` or `ExistingCluster.core`; `kubernetes_version` picks the
+    cluster-autoscaler image. `vpc_id` is needed only by the load balancer controller. With
+    `gpu` off, no NVIDIA software is installed.
     """
 
-    cluster_name: pulumi.Input[str]
-    provider: pulumi.ProviderResource
-    region: pulumi.Input[str]
+    cluster: ClusterCore
     kubernetes_version: str = "1.34"
     vpc_id: pulumi.Input[str] | None = None
     gpu: bool = True
@@ -197,8 +196,8 @@ class ClusterAddons(pulumi.ComponentResource):
             raise MissingVpcIdError()
         super().__init__("fermion:index:ClusterAddons", name, None, opts)
         self._name = name
-        self._cluster_name = args.cluster_name
-        self._provider = args.provider
+        self._cluster_name = args.cluster.name
+        self._provider = args.cluster.provider
         self._tags = dict(args.tags)
         self.releases = {}
         self.keda_namespace = KEDA_NAMESPACE
@@ -250,7 +249,7 @@ class ClusterAddons(pulumi.ComponentResource):
             [keda],
         )
 
-        policy = pulumi.Output.from_input(args.cluster_name).apply(autoscaler_policy)
+        policy = pulumi.Output.from_input(args.cluster.name).apply(autoscaler_policy)
         autoscaler_identity = self._pod_identity(
             "cluster-autoscaler", AUTOSCALER_SERVICE_ACCOUNT, policy
         )
@@ -259,8 +258,8 @@ class ClusterAddons(pulumi.ComponentResource):
             SYSTEM_NAMESPACE,
             {
                 "cloudProvider": "aws",
-                "awsRegion": args.region,
-                "autoDiscovery": {"clusterName": args.cluster_name},
+                "awsRegion": args.cluster.region,
+                "autoDiscovery": {"clusterName": args.cluster.name},
                 "image": {"tag": image_tag},
                 "rbac": {"serviceAccount": {"create": True, "name": AUTOSCALER_SERVICE_ACCOUNT}},
                 "extraArgs": {
@@ -288,8 +287,8 @@ class ClusterAddons(pulumi.ComponentResource):
                 "aws-load-balancer-controller",
                 SYSTEM_NAMESPACE,
                 {
-                    "clusterName": args.cluster_name,
-                    "region": args.region,
+                    "clusterName": args.cluster.name,
+                    "region": args.cluster.region,
                     "vpcId": args.vpc_id,
                     "serviceAccount": {"create": True, "name": LBC_SERVICE_ACCOUNT},
                 },

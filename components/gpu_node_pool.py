@@ -14,6 +14,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_aws as aws
 
+from fermion.components.cluster_core import ClusterCore
 from fermion.components.iam import service_role
 from fermion.environments.errors import FermionError
 from fermion.environments.shapes import Shape
@@ -53,16 +54,14 @@ class NoZoneOffersShapeError(FermionError):
 
 @dataclass(frozen=True)
 class GpuNodePoolArgs:
-    """A pool of nodes of one shape in an existing cluster.
+    """A pool of nodes of one shape in a cluster (`Cluster.core` or `ExistingCluster.core`).
 
-    `subnet_ids` and `subnet_zones` run in parallel (the zone of each subnet), as `Network`
-    exports them. Without `node_role_arn` the pool makes its own node role.
+    The pool goes in the cluster's subnets whose zones sell its instance types. Without
+    `node_role_arn` the pool makes its own node role.
     """
 
-    cluster_name: pulumi.Input[str]
+    cluster: ClusterCore
     shape: Shape
-    subnet_ids: pulumi.Input[Sequence[str]]
-    subnet_zones: pulumi.Input[Sequence[str]]
     capacity: Literal["on_demand", "spot"] = "on_demand"
     min_size: int = 0
     max_size: int = 2
@@ -103,7 +102,10 @@ class GpuNodePool(pulumi.ComponentResource):
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
         self.subnet_ids = pulumi.Output.all(
-            args.subnet_ids, args.subnet_zones, offerings.instance_types, offerings.locations
+            args.cluster.subnet_ids,
+            args.cluster.subnet_zones,
+            offerings.instance_types,
+            offerings.locations,
         ).apply(lambda parts: _subnets_in_offering_zones(name, instance_types, *parts))
 
         role_arn = args.node_role_arn
@@ -141,7 +143,7 @@ class GpuNodePool(pulumi.ComponentResource):
         desired = args.min_size if args.desired_size is None else args.desired_size
         self.node_group = aws.eks.NodeGroup(
             name,
-            cluster_name=args.cluster_name,
+            cluster_name=args.cluster.name,
             node_role_arn=self.node_role_arn,
             subnet_ids=self.subnet_ids,
             ami_type=_AMI_TYPES[(args.ami, shape.is_gpu)],
@@ -166,7 +168,7 @@ class GpuNodePool(pulumi.ComponentResource):
             autoscaler_tags(shape, self.labels).items()
         )
         tags.append(
-            (pulumi.Output.concat("k8s.io/cluster-autoscaler/", args.cluster_name), "owned")
+            (pulumi.Output.concat("k8s.io/cluster-autoscaler/", args.cluster.name), "owned")
         )
         self.autoscaler_tags = [
             aws.autoscaling.Tag(

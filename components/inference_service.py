@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 
 from fermion.components.cluster import pod_identity
 from fermion.components.cluster_addons import INTERCEPTOR_SERVICE
+from fermion.components.cluster_core import ClusterCore
 from fermion.components.gpu_node_pool import GPU_TAINT_KEY
 from fermion.environments.errors import FermionError
 from fermion.environments.shapes import Shape
@@ -46,19 +47,18 @@ class ServiceArgsError(FermionError):
 class InferenceServiceArgs:
     """One model server deployment and how it scales.
 
-    `model_uri` is where the server loads the model from (it becomes ${FERMION_MODEL_URI});
-    `model_policy` is the IAM policy (JSON) its pods get to read it, typically
-    `ModelStore.read_only_policy(name)`. `grace_period_s` must match the image's serving
-    config: the pod gets that long, plus the pre-stop pause, to drain. `cold_start_timeout_s`
-    is how long the interceptor holds a request while a service at zero starts a replica.
-    The `namespace` must exist.
+    `cluster` is `Cluster.core` or `ExistingCluster.core`. `model_uri` is where the server
+    loads the model from (it becomes ${FERMION_MODEL_URI}); `model_policy` is the IAM policy
+    (JSON) its pods get to read it, typically `ModelStore.read_only_policy(name)`.
+    `grace_period_s` must match the image's serving config: the pod gets that long, plus the
+    pre-stop pause, to drain. `cold_start_timeout_s` is how long the interceptor holds a
+    request while a service at zero starts a replica. The `namespace` must exist.
     """
 
     name: str
     image: pulumi.Input[str]
     shape: Shape
-    cluster_name: pulumi.Input[str]
-    provider: pulumi.ProviderResource
+    cluster: ClusterCore
     model_uri: pulumi.Input[str]
     model_policy: pulumi.Input[str] | None = None
     namespace: str = "inference"
@@ -113,7 +113,7 @@ class InferenceService(pulumi.ComponentResource):
         self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("fermion:index:InferenceService", name, None, opts)
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.cluster.provider)
         service = args.name
         labels = {
             "app.kubernetes.io/name": service,
@@ -132,7 +132,7 @@ class InferenceService(pulumi.ComponentResource):
         if args.model_policy is not None:
             reads_model = pod_identity(
                 f"{name}-model",
-                args.cluster_name,
+                args.cluster.name,
                 args.namespace,
                 service,
                 args.model_policy,
@@ -146,7 +146,7 @@ class InferenceService(pulumi.ComponentResource):
             spec=_deployment_spec(args, labels, selector),
             # The server fetches its model at start: its role must be usable by then.
             opts=pulumi.ResourceOptions(
-                parent=self, provider=args.provider, depends_on=[account, *reads_model]
+                parent=self, provider=args.cluster.provider, depends_on=[account, *reads_model]
             ),
         )
         self.service = k8s.core.v1.Service(
@@ -174,7 +174,9 @@ class InferenceService(pulumi.ComponentResource):
             metadata=meta(service),
             spec=http_scaled_object_spec(args),
             opts=pulumi.ResourceOptions(
-                parent=self, provider=args.provider, depends_on=[self.deployment, self.service]
+                parent=self,
+                provider=args.cluster.provider,
+                depends_on=[self.deployment, self.service],
             ),
         )
         self.endpoint = f"http://{args.interceptor_service}/v2/models/{service}"

@@ -118,10 +118,8 @@ class Platform(pulumi.ComponentResource):
             pool.name: GpuNodePool(
                 f"{name}-{pool.name}",
                 GpuNodePoolArgs(
-                    cluster_name=self.cluster.cluster_name,
+                    cluster=self.cluster.core,
                     shape=shapes.get(pool.shape),
-                    subnet_ids=subnets,
-                    subnet_zones=zones,
                     capacity=pool.capacity,
                     min_size=pool.size.min,
                     max_size=pool.size.max,
@@ -138,9 +136,7 @@ class Platform(pulumi.ComponentResource):
         self.addons = ClusterAddons(
             f"{name}-addons",
             ClusterAddonsArgs(
-                cluster_name=self.cluster.cluster_name,
-                provider=self.cluster.provider,
-                region=spec.region,
+                cluster=self.cluster.core,
                 kubernetes_version=spec.cluster.version,
                 vpc_id=self.network.vpc_id,
                 gpu=any(shapes.get(pool.shape).is_gpu for pool in spec.node_pools),
@@ -221,8 +217,7 @@ class Platform(pulumi.ComponentResource):
                 name=service.name,
                 image=image.image_ref,
                 shape=shapes.get(service.shape),
-                cluster_name=self.cluster.cluster_name,
-                provider=self.cluster.provider,
+                cluster=self.cluster.core,
                 model_uri=model_uri,
                 model_policy=policy,
                 namespace=SERVICES_NAMESPACE,

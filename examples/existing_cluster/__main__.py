@@ -34,27 +34,15 @@ subnets = config.require_object("subnets")
 model = config.require("model")
 shape = load_shapes().get("gpu.l4")
 
-cluster = ExistingCluster("team", config.require("cluster"), region=region)
-pool = GpuNodePool(
-    "l4",
-    GpuNodePoolArgs(
-        cluster_name=cluster.cluster_name,
-        shape=shape,
-        subnet_ids=[s["id"] for s in subnets],
-        subnet_zones=[s["zone"] for s in subnets],
-        min_size=0,
-        max_size=2,
-    ),
+cluster = ExistingCluster(
+    "team",
+    config.require("cluster"),
+    region=region,
+    subnet_ids=[s["id"] for s in subnets],
+    subnet_zones=[s["zone"] for s in subnets],
 )
-addons = ClusterAddons(
-    "addons",
-    ClusterAddonsArgs(
-        cluster_name=cluster.cluster_name,
-        provider=cluster.provider,
-        region=region,
-        kubernetes_version="1.34",
-    ),
-)
+pool = GpuNodePool("l4", GpuNodePoolArgs(cluster=cluster.core, shape=shape, min_size=0, max_size=2))
+addons = ClusterAddons("addons", ClusterAddonsArgs(cluster=cluster.core, kubernetes_version="1.34"))
 namespace = k8s.core.v1.Namespace(
     "inference",
     metadata=k8s.meta.v1.ObjectMetaArgs(name="inference"),
@@ -66,8 +54,7 @@ service = InferenceService(
         name="embed",
         image=config.require("image"),
         shape=shape,
-        cluster_name=cluster.cluster_name,
-        provider=cluster.provider,
+        cluster=cluster.core,
         model_uri=model,
         model_policy=s3_read_policy(model),
         min_replicas=0,

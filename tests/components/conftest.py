@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 import pytest
 from pulumi.runtime.stack import wait_for_rpcs
+
+from fermion.components.cluster_core import ClusterCore
 
 
 @dataclass
@@ -46,6 +49,62 @@ def mocks() -> Iterator[Recorder]:
     settle()
     asyncio.set_event_loop(None)
     loop.close()
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What the engine is told about one resource: the parts the Recorder does not keep."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    provider: str
+    dependencies: tuple[str, ...]
+    alias_types: tuple[str, ...]
+
+
+@pytest.fixture
+def registrations(mocks: Recorder) -> Iterator[list[Registration]]:
+    # MockResourceArgs carries no parent, dependencies or aliases; the monitor's requests do.
+    monitor: Any = pulumi.runtime.settings.get_monitor()
+    register = monitor.RegisterResource
+    seen: list[Registration] = []
+
+    def recording(request: Any) -> Any:
+        response = register(request)
+        seen.append(
+            Registration(
+                request.type,
+                request.name,
+                response.urn,
+                request.parent,
+                request.provider,
+                tuple(request.dependencies),
+                tuple(alias.spec.type for alias in request.aliases),
+            )
+        )
+        return response
+
+    monitor.RegisterResource = recording
+    yield seen
+    monitor.RegisterResource = register
+
+
+def core(
+    name: str = "fermion-dev",
+    subnet_ids: Sequence[str] = ("subnet-a", "subnet-b", "subnet-c"),
+    subnet_zones: Sequence[str] = ("us-west-2a", "us-west-2b", "us-west-2c"),
+    region: str = "us-west-2",
+) -> ClusterCore:
+    """A cluster for components to join, with a Kubernetes provider of its own (under mocks)."""
+    return ClusterCore(
+        name=name,
+        provider=k8s.Provider("k8s", kubeconfig="{}"),
+        region=region,
+        subnet_ids=list(subnet_ids),
+        subnet_zones=list(subnet_zones),
+    )
 
 
 def settle() -> None:

@@ -3,16 +3,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fermion.components.cluster import (
-    MANAGED_ADDONS,
-    Cluster,
-    ClusterArgs,
-    ExistingCluster,
-    kubeconfig,
-)
+import pulumi
+
+from fermion.components.cluster import MANAGED_ADDONS, Cluster, ClusterArgs
+from fermion.components.existing_cluster import ExistingCluster
+from fermion.components.kubeconfig import kubeconfig
 from fermion.environments import load_shapes
 
 from .conftest import Recorder, resolve, settle
+
+_GET_CLUSTER = "aws:eks/getCluster:getCluster"
 
 SUBNETS = ["subnet-a", "subnet-b"]
 ZONES = ["us-west-2a", "us-west-2b"]
@@ -158,6 +158,28 @@ def test_kubeconfig_and_provider(mocks: Recorder) -> None:
     assert provider.name == "dev-k8s"
 
 
+def test_the_core_bundles_what_components_on_the_cluster_need(mocks: Recorder) -> None:
+    cluster = _cluster(mocks, region="us-west-2")
+    core = cluster.core
+    assert resolve(pulumi.Output.from_input(core.name)) == resolve(cluster.cluster_name)
+    assert core.provider is cluster.provider
+    assert core.region == "us-west-2"
+    assert core.subnet_ids == SUBNETS
+    assert core.subnet_zones == ZONES
+    assert core.oidc_provider_arn is None
+
+
+def test_the_core_of_a_cluster_with_irsa_names_its_oidc_provider(mocks: Recorder) -> None:
+    mocks.outputs["aws:iam/openIdConnectProvider:OpenIdConnectProvider"] = {
+        "arn": "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/ABC"
+    }
+    cluster = _cluster(mocks, irsa=True)
+    assert cluster.core.oidc_provider_arn is cluster.oidc_provider_arn
+    assert resolve(pulumi.Output.from_input(cluster.core.oidc_provider_arn)).endswith("/id/ABC")
+    # Without a region given, the provider's is looked up once and shared.
+    assert resolve(pulumi.Output.from_input(cluster.core.region)) == "us-west-2"
+
+
 def test_kubeconfig_text() -> None:
     text = kubeconfig("c", "https://e", "Q0E=", "eu-west-1")
     assert json.loads(text)["current-context"] == "c"
@@ -165,7 +187,7 @@ def test_kubeconfig_text() -> None:
 
 
 def test_an_existing_cluster_is_looked_up_and_gets_a_provider(mocks: Recorder) -> None:
-    mocks.call_results["aws:eks/getCluster:getCluster"] = {
+    mocks.call_results[_GET_CLUSTER] = {
         "name": "team-cluster",
         "endpoint": "https://XYZ.gr7.eu-west-1.eks.amazonaws.com",
         "version": "1.33",
@@ -190,5 +212,46 @@ def test_an_existing_cluster_is_looked_up_and_gets_a_provider(mocks: Recorder) -
         "fermion:index:ExistingCluster",
         "pulumi:providers:kubernetes",
     ]
-    (lookup,) = [c for c in mocks.calls if c.token == "aws:eks/getCluster:getCluster"]
+    (lookup,) = [c for c in mocks.calls if c.token == _GET_CLUSTER]
     assert lookup.args["name"] == "team-cluster"
+    assert resolve(pulumi.Output.from_input(cluster.core.name)) == "team-cluster"
+    assert cluster.core.provider is cluster.provider
+    assert cluster.core.region == "eu-west-1"
+
+
+def test_an_existing_cluster_places_nodes_in_the_subnets_given(mocks: Recorder) -> None:
+    mocks.call_results[_GET_CLUSTER] = {
+        "name": "team-cluster",
+        "endpoint": "https://x",
+        "certificateAuthorities": [{"data": "Q0E="}],
+    }
+    cluster = ExistingCluster(
+        "shared",
+        "team-cluster",
+        region="eu-west-1",
+        subnet_ids=["subnet-a", "subnet-b"],
+        subnet_zones=["eu-west-1a", "eu-west-1b"],
+    )
+    assert resolve(pulumi.Output.from_input(cluster.core.subnet_ids)) == ["subnet-a", "subnet-b"]
+    assert resolve(pulumi.Output.from_input(cluster.core.subnet_zones)) == [
+        "eu-west-1a",
+        "eu-west-1b",
+    ]
+    settle()
+    assert not [c for c in mocks.calls if c.token == "aws:ec2/getSubnet:getSubnet"]
+
+
+def test_an_existing_cluster_looks_up_its_subnets_and_their_zones(mocks: Recorder) -> None:
+    mocks.call_results[_GET_CLUSTER] = {
+        "name": "team-cluster",
+        "endpoint": "https://x",
+        "certificateAuthorities": [{"data": "Q0E="}],
+        "vpcConfig": {"subnetIds": ["subnet-a", "subnet-b"]},
+    }
+    mocks.call_results["aws:ec2/getSubnet:getSubnet"] = {"availabilityZone": "eu-west-1c"}
+    cluster = ExistingCluster("shared", "team-cluster", region="eu-west-1")
+    assert resolve(pulumi.Output.from_input(cluster.core.subnet_ids)) == ["subnet-a", "subnet-b"]
+    assert resolve(pulumi.Output.from_input(cluster.core.subnet_zones)) == ["eu-west-1c"] * 2
+    settle()
+    looked_up = [c.args["id"] for c in mocks.calls if c.token == "aws:ec2/getSubnet:getSubnet"]
+    assert sorted(looked_up) == ["subnet-a", "subnet-b"]

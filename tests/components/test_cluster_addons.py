@@ -1,12 +1,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 import pytest
 
 from fermion.components.cluster_addons import (
@@ -23,7 +20,7 @@ from fermion.components.cluster_addons import (
 from fermion.components.gpu_node_pool import shape_labels
 from fermion.environments import load_shapes
 
-from .conftest import Recorder, resolve, settle
+from .conftest import Recorder, Registration, core, resolve, settle
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 ASSOCIATION = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
@@ -32,56 +29,14 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 ALWAYS = {"metrics-server", "keda", "keda-http-add-on", "cluster-autoscaler"}
 
 
-@dataclass(frozen=True)
-class Registration:
-    """What the engine is told about one resource: the parts the Recorder does not keep."""
-
-    type: str
-    name: str
-    urn: str
-    parent: str
-    provider: str
-    dependencies: tuple[str, ...]
-
-
-@pytest.fixture
-def registrations(mocks: Recorder) -> Iterator[list[Registration]]:
-    # MockResourceArgs carries no parent or dependencies; the monitor's requests do.
-    monitor: Any = pulumi.runtime.settings.get_monitor()
-    register = monitor.RegisterResource
-    seen: list[Registration] = []
-
-    def recording(request: Any) -> Any:
-        response = register(request)
-        seen.append(
-            Registration(
-                request.type,
-                request.name,
-                response.urn,
-                request.parent,
-                request.provider,
-                tuple(request.dependencies),
-            )
-        )
-        return response
-
-    monitor.RegisterResource = recording
-    yield seen
-    monitor.RegisterResource = register
-
-
-def _addons(mocks: Recorder, **overrides: Any) -> tuple[ClusterAddons, k8s.Provider]:
+def _addons(mocks: Recorder, **overrides: Any) -> tuple[ClusterAddons, pulumi.ProviderResource]:
     mocks.outputs["aws:iam/role:Role"] = {"arn": ROLE_ARN, "name": "r"}
-    provider = k8s.Provider("k", kubeconfig="{}")
-    values: dict[str, Any] = {
-        "cluster_name": "fermion-dev",
-        "provider": provider,
-        "region": "us-west-2",
-    }
+    cluster = core()
+    values: dict[str, Any] = {"cluster": cluster}
     values.update(overrides)
     addons = ClusterAddons("addons", ClusterAddonsArgs(**values))
     settle()
-    return addons, provider
+    return addons, cluster.provider
 
 
 def _releases(mocks: Recorder) -> dict[str, dict[str, Any]]:

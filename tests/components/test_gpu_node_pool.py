@@ -13,7 +13,7 @@ from fermion.components.gpu_node_pool import (
 )
 from fermion.environments import load_shapes
 
-from .conftest import Recorder, resolve
+from .conftest import Recorder, core, resolve
 
 SUBNETS = ["subnet-a", "subnet-b", "subnet-c"]
 ZONES = ["us-west-2a", "us-west-2b", "us-west-2c"]
@@ -43,10 +43,8 @@ def _offer(mocks: Recorder, offered: dict[str, list[str]]) -> None:
 
 def _pool(shape: str, **overrides: Any) -> GpuNodePoolArgs:
     values: dict[str, Any] = {
-        "cluster_name": "fermion-dev",
+        "cluster": core(subnet_ids=SUBNETS, subnet_zones=ZONES),
         "shape": load_shapes().get(shape),
-        "subnet_ids": SUBNETS,
-        "subnet_zones": ZONES,
     }
     values.update(overrides)
     return GpuNodePoolArgs(**values)

@@ -7,7 +7,6 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
-import pulumi_kubernetes as k8s
 import pytest
 
 from fermion.components.inference_service import (
@@ -20,7 +19,7 @@ from fermion.components.inference_service import (
 from fermion.environments import load_shapes
 
 from ..conftest import crd_schema
-from .conftest import Recorder, settle
+from .conftest import Recorder, core, settle
 from .test_cluster import _mock_aws
 
 KUBERNETES = "1.34.0"
@@ -32,8 +31,7 @@ def _args(**overrides: Any) -> InferenceServiceArgs:
         "name": "embed",
         "image": IMAGE,
         "shape": load_shapes().get("gpu.2xa100-80gb"),
-        "cluster_name": "fermion-dev",
-        "provider": k8s.Provider("k8s", kubeconfig="{}"),
+        "cluster": core(),
         "model_uri": "s3://models/embed/3/",
         "model_policy": s3_read_policy("s3://models/embed/3/"),
         "min_replicas": 0,
