@@ -1,7 +1,8 @@
 """The ASGI application: routes of the V2 REST protocol, auth, limits and readiness.
 
-It is a bare ASGI callable rather than a framework app: a request to /infer touches one dict
-lookup for the route, one pass over the headers, and the shared pipeline in `runtime`.
+It is a bare ASGI callable rather than a framework app: a request to /infer touches a dict lookup
+or two for the route (`routing`), one pass over the headers, and the shared pipeline in `runtime`.
+The route table in `ServingApp.routes` is the one place the routes are written.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import orjson
@@ -18,8 +19,8 @@ import orjson
 from .config import ServerConfig
 from .errors import (
     BadRequest,
+    ClientDisconnected,
     LoadError,
-    MethodNotAllowed,
     ModelError,
     NotFound,
     PayloadTooLarge,
@@ -28,8 +29,9 @@ from .errors import (
     Unavailable,
 )
 from .metrics import Metrics
-from .openapi import openapi_document
+from .openapi import INFER_OPERATION, openapi_document
 from .protocol import encode_infer_response, parse_infer_request
+from .routing import JSON, Request, Response, Route, Router
 from .runtime import ModelRuntime
 
 Scope = MutableMapping[str, Any]
@@ -41,8 +43,8 @@ SERVER_NAME = "fermion"
 SERVER_VERSION = "0.1.0"
 log = logging.getLogger("fermion.server")
 
-_JSON = (b"content-type", b"application/json")
-_OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
+_PROMETHEUS = ((b"content-type", b"text/plain; version=0.0.4"),)
+_OCTETS = (b"content-type", b"application/octet-stream")
 
 
 class ServingApp:
@@ -58,6 +60,7 @@ class ServingApp:
         self.on_ready: Callable[[ServingApp], None] = lambda app: None
         self._tokens = tuple(t.encode() for t in config.auth_tokens)
         self._loader: asyncio.Task[None] | None = None
+        self.router = Router(self.routes())
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -99,6 +102,44 @@ class ServingApp:
             log.info("draining: %d requests in flight", self.in_flight)
         self.draining = True
 
+    # --- routes -------------------------------------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        """The route table: the one place the server's routes are written."""
+        inference_errors = (400, 404, 413, 429, 500, 503, 504)
+        table = [
+            Route("GET", "/v2/health/live", self._live, "Liveness", open=True),
+            Route(
+                "GET", "/v2/health/ready", self._ready,
+                "Readiness: every model loaded and warm, and not draining",
+                open=True, errors=(503,),
+            ),
+            Route("GET", "/v2", self._server_metadata, "Server metadata"),
+            Route(
+                "GET", "/metrics", self._metrics, "Prometheus metrics", open=True,
+                media_type="text/plain",
+            ),
+            Route("GET", "/openapi.json", self._openapi, "This OpenAPI document"),
+        ]  # fmt: skip
+        for prefix in (
+            "/v2/models/{model_name}",
+            "/v2/models/{model_name}/versions/{model_version}",
+        ):
+            table += [
+                Route(
+                    "POST", f"{prefix}/infer", self._infer,
+                    "Run inference (JSON, or Triton's binary tensor extension)",
+                    errors=inference_errors, operation=INFER_OPERATION,
+                ),
+                Route(
+                    "GET", prefix, self._model_metadata,
+                    "Model metadata: inputs, outputs, platform, versions", errors=(404,),
+                ),
+                Route("GET", f"{prefix}/ready", self._model_ready, "Model readiness",
+                      errors=(404, 503)),
+            ]  # fmt: skip
+        return table
+
     # --- ASGI ---------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -120,22 +161,39 @@ class ServingApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
         method: str = scope["method"]
+        path: str = scope["path"]
         headers: dict[bytes, bytes] = dict(scope["headers"])
         try:
-            if self._tokens and path not in _OPEN_PATHS:
+            try:
+                route, params = self.router.match(method, path)
+            except ServerError:
+                # A client without a token learns nothing of the routes, not even a 404.
+                if self._tokens:
+                    self._authorize(headers)
+                raise
+            if self._tokens and not route.open:
                 self._authorize(headers)
-            if path.startswith("/v2/models/"):
-                await self._model_route(path, method, headers, receive, send)
-                return
-            status, body, extra = self._plain_route(path, method)
+            response = await route.endpoint(Request(method, path, params, headers, receive))
         except ServerError as exc:
-            await _error(send, exc)
-            return
-        await _respond(send, status, body, extra)
+            response = Response(
+                exc.status, orjson.dumps({"error": exc.message}), (*JSON, *exc.headers)
+            )
+        except ClientDisconnected:
+            return  # nobody is left to answer
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [
+                    *response.headers,
+                    (b"content-length", str(len(response.body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
 
-    def _authorize(self, headers: dict[bytes, bytes]) -> None:
+    def _authorize(self, headers: Mapping[bytes, bytes]) -> None:
         value = headers.get(b"authorization", b"")
         scheme, _, token = value.partition(b" ")
         if scheme.lower() != b"bearer" or not any(
@@ -143,30 +201,33 @@ class ServingApp:
         ):
             raise Unauthorized()
 
-    def _plain_route(self, path: str, method: str) -> tuple[int, bytes, tuple[Any, ...]]:
-        if method not in ("GET", "HEAD"):
-            if path in ("/v2/health/live", "/v2/health/ready", "/v2", "/metrics", "/openapi.json"):
-                raise MethodNotAllowed(f"{method} is not allowed on {path}; use GET")
-            raise NotFound(f"no route {method} {path}")
-        if path == "/v2/health/live":
-            return 200, b'{"live":true}', (_JSON,)
-        if path == "/v2/health/ready":
-            if self.ready:
-                return 200, b'{"ready":true}', (_JSON,)
-            raise Unavailable(self._not_ready_reason())
-        if path == "/v2":
-            document = {
-                "name": SERVER_NAME,
-                "version": SERVER_VERSION,
-                "extensions": ["binary_tensor_data", "model_repository_readonly"],
-            }
-            return 200, orjson.dumps(document), (_JSON,)
-        if path == "/metrics":
-            self._refresh_gauges()
-            return 200, self.metrics.render(), ((b"content-type", b"text/plain; version=0.0.4"),)
-        if path == "/openapi.json":
-            return 200, orjson.dumps(openapi_document(SERVER_VERSION)), (_JSON,)
-        raise NotFound(f"no route {method} {path}; see /openapi.json")
+    # --- endpoints ----------------------------------------------------------------------------
+
+    async def _live(self, request: Request) -> Response:
+        return Response(200, b'{"live":true}')
+
+    async def _ready(self, request: Request) -> Response:
+        if self.ready:
+            return Response(200, b'{"ready":true}')
+        raise Unavailable(self._not_ready_reason())
+
+    async def _server_metadata(self, request: Request) -> Response:
+        document = {
+            "name": SERVER_NAME,
+            "version": SERVER_VERSION,
+            "extensions": ["binary_tensor_data", "model_repository_readonly"],
+        }
+        return Response(200, orjson.dumps(document))
+
+    async def _metrics(self, request: Request) -> Response:
+        for name, runtime in self.models.items():
+            self.metrics.queue_depth.set((name,), runtime.queue_depth)
+            self.metrics.in_flight.set((name,), runtime.in_flight)
+        return Response(200, self.metrics.render(), _PROMETHEUS)
+
+    async def _openapi(self, request: Request) -> Response:
+        document = openapi_document(self.router.routes, SERVER_VERSION, auth=bool(self._tokens))
+        return Response(200, orjson.dumps(document))
 
     def _not_ready_reason(self) -> str:
         if self.draining:
@@ -176,106 +237,82 @@ class ServingApp:
         waiting = [name for name, m in self.models.items() if not m.ready]
         return f"still loading and warming up: {', '.join(waiting)}"
 
-    def _refresh_gauges(self) -> None:
-        for name, runtime in self.models.items():
-            self.metrics.queue_depth.set((name,), runtime.queue_depth)
-            self.metrics.in_flight.set((name,), runtime.in_flight)
-
-    def _find_model(self, name: str, version: str | None) -> ModelRuntime:
+    def _model(self, request: Request) -> ModelRuntime:
+        name = request.params["model_name"]
         runtime = self.models.get(name)
         if runtime is None:
             known = ", ".join(self.models)
             raise NotFound(f"no model {name!r}; this server serves: {known}")
+        version = request.params.get("model_version")
         if version is not None and version != runtime.version:
             raise NotFound(
                 f"model {name!r} has no version {version!r}; it serves version {runtime.version!r}"
             )
         return runtime
 
-    async def _model_route(
-        self, path: str, method: str, headers: dict[bytes, bytes], receive: Receive, send: Send
-    ) -> None:
-        # /v2/models/{name}[/versions/{version}][/ready|/infer]
-        parts = path[len("/v2/models/") :].split("/")
-        name = parts[0]
-        version = None
-        rest = parts[1:]
-        if len(rest) >= 2 and rest[0] == "versions":
-            version, rest = rest[1], rest[2:]
-        action = rest[0] if rest else ""
-        if len(rest) > 1 or action not in ("", "ready", "infer") or not name:
-            raise NotFound(f"no route {method} {path}; see /openapi.json")
-        runtime = self._find_model(name, version)
-        if action == "infer":
-            if method != "POST":
-                raise MethodNotAllowed(f"{method} is not allowed on {path}; use POST")
-            await self._infer(runtime, headers, receive, send)
-            return
-        if method not in ("GET", "HEAD"):
-            raise MethodNotAllowed(f"{method} is not allowed on {path}; use GET")
-        if action == "ready":
-            if runtime.ready and not self.draining:
-                body = orjson.dumps({"name": name, "ready": True})
-                await _respond(send, 200, body, (_JSON,))
-                return
-            raise Unavailable(self._not_ready_reason())
-        await _respond(send, 200, orjson.dumps(runtime.metadata()), (_JSON,))
+    async def _model_metadata(self, request: Request) -> Response:
+        return Response(200, orjson.dumps(self._model(request).metadata()))
 
-    async def _infer(
-        self, runtime: ModelRuntime, headers: dict[bytes, bytes], receive: Receive, send: Send
-    ) -> None:
+    async def _model_ready(self, request: Request) -> Response:
+        runtime = self._model(request)
+        if runtime.ready and not self.draining:
+            return Response(200, orjson.dumps({"name": runtime.name, "ready": True}))
+        raise Unavailable(self._not_ready_reason())
+
+    async def _infer(self, request: Request) -> Response:
+        runtime = self._model(request)
         if self.draining:
             raise Unavailable("the server is shutting down; retry on another replica")
         started = time.perf_counter()
-        header_length = _int_header(headers, b"inference-header-content-length")
+        header_length = _int_header(request.headers, b"inference-header-content-length")
         protocol = "json" if header_length is None else "binary"
-        code = 500
+        code: int | None = 500
         runtime.in_flight += 1
         runtime.arriving(1)
         arriving = True
         try:
-            body = await self._read_body(headers, receive)
-            request = parse_infer_request(body, header_length)
+            body = await self._read_body(request)
+            decoded = parse_infer_request(body, header_length)
             runtime.arriving(-1)
             arriving = False
-            outputs = await runtime.infer(request)
-            encoded = encode_infer_response(runtime.name, runtime.version, request, outputs)
+            outputs = await runtime.infer(decoded)
+            encoded = encode_infer_response(runtime.name, runtime.version, decoded, outputs)
             code = 200
+        except ClientDisconnected:
+            code = None
+            raise
         except ServerError as exc:
             code = exc.status
-            await _error(send, exc)
-            return
+            raise
         except Exception as exc:  # a handler's pre- or postprocess may raise anything
             log.exception("model %r failed on a request", runtime.name)
-            await _error(send, ModelError(runtime.name, exc))
-            return
+            raise ModelError(runtime.name, exc) from exc
         finally:
             if arriving:
                 runtime.arriving(-1)
             runtime.in_flight -= 1
             labels = (runtime.name,)
-            self.metrics.requests.inc((runtime.name, str(code), protocol))
-            self.metrics.latency.observe(labels, time.perf_counter() - started)
+            if code is None:
+                self.metrics.disconnects.inc(labels)
+            else:
+                self.metrics.requests.inc((runtime.name, str(code), protocol))
+                self.metrics.latency.observe(labels, time.perf_counter() - started)
         if encoded.header_length is None:
-            await _respond(send, 200, encoded.body, (_JSON,))
-        else:
-            extra = (
-                (b"content-type", b"application/octet-stream"),
-                (b"inference-header-content-length", str(encoded.header_length).encode()),
-            )
-            await _respond(send, 200, encoded.body, extra)
+            return Response(200, encoded.body)
+        length = str(encoded.header_length).encode()
+        return Response(200, encoded.body, (_OCTETS, (b"inference-header-content-length", length)))
 
-    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytearray:
+    async def _read_body(self, request: Request) -> bytearray:
         limit = self.config.max_request_bytes
-        declared = _int_header(headers, b"content-length")
+        declared = _int_header(request.headers, b"content-length")
         if declared is not None and declared > limit:
             raise PayloadTooLarge(declared, limit)
         # A bytearray is writable, so binary tensors can be viewed by torch without a copy.
         body = bytearray()
         while True:
-            message = await receive()
+            message = await request.receive()
             if message["type"] == "http.disconnect":
-                raise Unavailable("the client disconnected")
+                raise ClientDisconnected()
             body += message.get("body", b"")
             if len(body) > limit:
                 raise PayloadTooLarge(len(body), limit)
@@ -283,7 +320,7 @@ class ServingApp:
                 return body
 
 
-def _int_header(headers: dict[bytes, bytes], name: bytes) -> int | None:
+def _int_header(headers: Mapping[bytes, bytes], name: bytes) -> int | None:
     value = headers.get(name)
     if value is None:
         return None
@@ -291,19 +328,3 @@ def _int_header(headers: dict[bytes, bytes], name: bytes) -> int | None:
         return int(value)
     except ValueError:
         raise BadRequest(f"header {name.decode()} must be an integer, not {value!r}") from None
-
-
-async def _respond(send: Send, status: int, body: bytes, headers: tuple[Any, ...]) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _error(send: Send, exc: ServerError) -> None:
-    body = orjson.dumps({"error": exc.message})
-    await _respond(send, exc.status, body, (_JSON, *exc.headers))

@@ -37,9 +37,14 @@ class NotFound(ServerError):
 
 
 class MethodNotAllowed(ServerError):
-    """The route exists, but not for this HTTP method."""
+    """The route exists, but not for this HTTP method; `Allow` lists the methods it takes."""
 
     status = 405
+
+    def __init__(self, method: str, path: str, allowed: tuple[str, ...]) -> None:
+        listed = ", ".join(allowed)
+        super().__init__(f"{method} is not allowed on {path}; use {listed}")
+        self.headers = ((b"allow", listed.encode()),)
 
 
 class PayloadTooLarge(ServerError):
@@ -89,6 +94,13 @@ class ModelError(ServerError):
 
     def __init__(self, model: str, exc: BaseException) -> None:
         super().__init__(f"model {model!r} failed: {type(exc).__name__}: {exc}")
+
+
+class ClientDisconnected(Exception):
+    """The client closed its connection before its request was read: nobody to answer."""
+
+    def __init__(self) -> None:
+        super().__init__("the client closed the connection before sending its whole request")
 
 
 class LoadError(Exception):

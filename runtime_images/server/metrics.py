@@ -1,7 +1,8 @@
 """Prometheus metrics, kept in plain dicts and rendered in the text exposition format.
 
 These are what the autoscaler scales on: requests by model, code and protocol; latency; queue
-depth; requests in flight; batch sizes; model load time.
+depth; requests in flight; batch sizes; model load time. Clients that leave before sending their
+whole request are counted apart, not as errors: there was nobody to answer.
 """
 
 from __future__ import annotations
@@ -91,6 +92,11 @@ class Metrics:
             "fermion_requests_total", "Infer requests answered, by model, code and protocol.",
             ("model", "code", "protocol"), "counter",
         )  # fmt: skip
+        self.disconnects = Scalar(
+            "fermion_client_disconnects_total",
+            "Infer requests whose client left before sending the whole request, by model.",
+            ("model",), "counter",
+        )  # fmt: skip
         self.latency = Histogram(
             "fermion_request_duration_seconds", "Time from request to response, by model.",
             ("model",), LATENCY_BUCKETS,
@@ -112,8 +118,8 @@ class Metrics:
 
     def render(self) -> bytes:
         parts = (
-            self.requests, self.latency, self.queue_depth, self.in_flight, self.batch_size,
-            self.load_seconds,
+            self.requests, self.disconnects, self.latency, self.queue_depth, self.in_flight,
+            self.batch_size, self.load_seconds,
         )  # fmt: skip
         lines: list[str] = []
         for metric in parts:

@@ -1,8 +1,11 @@
-"""The OpenAPI document of the server's REST API (the V2 protocol's REST form)."""
+"""The OpenAPI document of the server's REST API, derived from its route table."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+from .routing import Route
 
 _TENSOR_META = {
     "type": "object",
@@ -31,112 +34,67 @@ _ERROR = {
     },
 }
 
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _model_paths(prefix: str, name_params: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        prefix: {
-            "get": {
-                "summary": "Model metadata: inputs, outputs, platform, versions",
-                "parameters": name_params,
-                "responses": {"200": _json({"type": "object"}, "Model metadata"), "404": _ERROR},
-            }
+# The infer route's request: JSON, or a JSON header followed by binary tensors.
+INFER_OPERATION: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Inference-Header-Content-Length",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "Length of the JSON header when binary tensor data follows it.",
         },
-        f"{prefix}/ready": {
-            "get": {
-                "summary": "Model readiness",
-                "parameters": name_params,
-                "responses": {
-                    "200": _json({"type": "object"}, "Ready"),
-                    "404": _ERROR,
-                    "503": _ERROR,
-                },
-            }
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "parameters": {"type": "object"},
+                        "inputs": {"type": "array", "items": _INPUT, "minItems": 1},
+                        "outputs": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
-        f"{prefix}/infer": {
-            "post": {
-                "summary": "Run inference (JSON, or Triton's binary tensor extension)",
-                "parameters": [
-                    *name_params,
-                    {
-                        "name": "Inference-Header-Content-Length",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 1},
-                        "description": "Length of the JSON header when binary tensor data "
-                        "follows it.",
-                    },
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["inputs"],
-                                "properties": {
-                                    "id": {"type": "string"},
-                                    "parameters": {"type": "object"},
-                                    "inputs": {"type": "array", "items": _INPUT, "minItems": 1},
-                                    "outputs": {"type": "array", "items": {"type": "object"}},
-                                },
-                            }
-                        },
-                        "application/octet-stream": {
-                            "schema": {"type": "string", "format": "binary"}
-                        },
-                    },
-                },
-                "responses": {
-                    "200": _json({"type": "object"}, "The outputs"),
-                    **{
-                        code: _ERROR
-                        for code in ("400", "401", "404", "413", "429", "500", "503", "504")
-                    },
-                },
-            }
-        },
+    },
+}
+
+
+def _operation(route: Route, auth: bool) -> dict[str, Any]:
+    extra = dict(route.operation or {})
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in route.params
+    ]
+    parameters += extra.pop("parameters", [])
+    schema = {"type": "object"} if route.media_type == "application/json" else {"type": "string"}
+    responses: dict[str, Any] = {
+        "200": {"description": route.summary, "content": {route.media_type: {"schema": schema}}}
     }
+    errors = set(route.errors) | ({401} if auth and not route.open else set())
+    responses.update({str(code): _ERROR for code in sorted(errors)})
+    operation: dict[str, Any] = {"summary": route.summary}
+    if parameters:
+        operation["parameters"] = parameters
+    operation.update(extra)
+    operation["responses"] = responses
+    if auth and route.open:
+        operation["security"] = []  # probes and metrics need no token
+    return operation
 
 
-def openapi_document(version: str) -> dict[str, Any]:
-    """The whole document."""
-    name = {"name": "model_name", "in": "path", "required": True, "schema": {"type": "string"}}
-    ver = {"name": "model_version", "in": "path", "required": True, "schema": {"type": "string"}}
-    paths: dict[str, Any] = {
-        "/v2/health/live": {
-            "get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "Live")}}
-        },
-        "/v2/health/ready": {
-            "get": {
-                "summary": "Readiness: every model loaded and warm, and not draining",
-                "responses": {"200": _json({"type": "object"}, "Ready"), "503": _ERROR},
-            }
-        },
-        "/v2": {
-            "get": {
-                "summary": "Server metadata",
-                "responses": {"200": _json({"type": "object"}, "Server metadata")},
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "responses": {
-                    "200": {
-                        "description": "Metrics in the text exposition format",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        **_model_paths("/v2/models/{model_name}", [name]),
-        **_model_paths("/v2/models/{model_name}/versions/{model_version}", [name, ver]),
-    }
-    return {
+def openapi_document(routes: Iterable[Route], version: str, auth: bool) -> dict[str, Any]:
+    """The whole document: one operation per route; `auth` when bearer tokens are required."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, auth)
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "fermion inference server", "version": version},
         "paths": paths,
@@ -144,3 +102,6 @@ def openapi_document(version: str) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+    if auth:
+        document["security"] = [{"bearer": []}]
+    return document

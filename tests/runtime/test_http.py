@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
+import time
 
 from .conftest import Server, v2_input
 
@@ -105,9 +108,53 @@ def test_unknown_model_version_and_route_get_404(affine: Server) -> None:
     assert affine.request("GET", "/v2/models/affine/infer/extra").status == 404
 
 
-def test_wrong_method_gets_405(affine: Server) -> None:
-    assert affine.request("GET", "/v2/models/affine/infer").status == 405
-    assert affine.request("POST", "/v2/health/ready", b"").status == 405
+def test_wrong_method_gets_405_with_allow(affine: Server) -> None:
+    infer = affine.request("GET", "/v2/models/affine/infer")
+    assert infer.status == 405 and infer.headers.get("allow") == "POST"
+    assert "use POST" in infer.json()["error"]
+    ready = affine.request("POST", "/v2/health/ready", b"")
+    assert ready.status == 405 and ready.headers.get("allow") == "GET, HEAD"
+    assert affine.request("HEAD", "/v2/health/ready").status == 200
+
+
+def test_openapi_document_lists_exactly_the_routes_served(affine: Server) -> None:
+    doc = affine.request("GET", "/openapi.json").json()
+    assert "/openapi.json" in doc["paths"]
+    assert "security" not in doc  # this server has no tokens
+    for pattern, operations in doc["paths"].items():
+        path = pattern.replace("{model_name}", "affine").replace("{model_version}", "1")
+        for method, operation in operations.items():
+            answer = affine.request(method.upper(), path, b"{}" if method == "post" else None)
+            assert answer.status not in (404, 405), (method, path, answer.body)
+            names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
+            assert names == re.findall(r"{(\w+)}", pattern)
+
+
+def _counter(server: Server, name: str) -> float:
+    text = server.request("GET", "/metrics").body.decode()
+    found = re.search(rf"^{re.escape(name)} ([0-9.]+)$", text, re.MULTILINE)
+    return 0.0 if found is None else float(found.group(1))
+
+
+def test_a_client_that_leaves_mid_request_is_no_error(affine: Server) -> None:
+    head = (
+        b"POST /v2/models/affine/infer HTTP/1.1\r\nHost: test\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+    )
+    disconnects = 'fermion_client_disconnects_total{model="affine"}'
+    unavailable = 'fermion_requests_total{model="affine",code="503",protocol="json"}'
+    before = _counter(affine, disconnects)
+    for partial in (head, head + b'{"inputs": [{"name": "input__0", '):
+        with socket.create_connection(("127.0.0.1", affine.port), timeout=5) as raw:
+            raw.sendall(partial)
+            time.sleep(0.05)  # let the server start on the request, then leave
+    deadline = time.monotonic() + 5
+    while _counter(affine, disconnects) < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _counter(affine, disconnects) == before + 2
+    assert _counter(affine, unavailable) == 0  # no 503 was answered to nobody, nor counted
+    good = affine.infer("affine", {"inputs": [v2_input("input__0", [1, 2, 3, 4], [1, 4])]})
+    assert good.status == 200
 
 
 def test_a_body_over_the_limit_gets_413(affine: Server) -> None:
