@@ -18,6 +18,7 @@ from fermion.components.model_store import ModelStore, ModelStoreArgs
 from fermion.components.network import Network, NetworkArgs
 from fermion.components.platform import Platform, PlatformArgs
 from fermion.components.runtime_image import RuntimeImage, RuntimeImageArgs
+from fermion.components.system_node_group import SystemNodeGroup, SystemNodeGroupArgs
 
 __all__ = [
     "Cluster",
@@ -40,4 +41,6 @@ __all__ = [
     "PlatformArgs",
     "RuntimeImage",
     "RuntimeImageArgs",
+    "SystemNodeGroup",
+    "SystemNodeGroupArgs",
 ]

@@ -16,10 +16,10 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from fermion.components.cluster_core import ClusterCore
-from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from fermion.components.iam import service_role
 from fermion.components.kms import rotating_key
 from fermion.components.kubeconfig import kubeconfig_secret
+from fermion.components.system_node_group import SystemNodeGroup, SystemNodeGroupArgs
 from fermion.environments.shapes import Shape
 
 # Managed add-ons, each pinned to the version AWS names as the default for the cluster's
@@ -181,15 +181,14 @@ class Cluster(pulumi.ComponentResource):
             subnet_zones=args.subnet_zones,
             oidc_provider_arn=self.oidc_provider_arn,
         )
-        self.system_nodes = GpuNodePool(
+        self.system_nodes = SystemNodeGroup(
             f"{name}-system",
-            GpuNodePoolArgs(
+            SystemNodeGroupArgs(
                 cluster=self.core,
                 shape=args.system_shape,
                 min_size=args.system_min,
                 max_size=args.system_max,
                 desired_size=args.system_desired,
-                labels={"fermion.dev/role": "system"},
                 tags=tags,
             ),
             opts=cluster_child,

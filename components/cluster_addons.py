@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 
 from fermion.components.cluster import pod_identity
 from fermion.components.cluster_core import ClusterCore
-from fermion.components.gpu_node_pool import AMI_LABEL, GPU_TAINT_KEY
+from fermion.components.node_group import AMI_LABEL, GPU_TAINT_KEY
 from fermion.environments.errors import FermionError
 
 
@@ -59,7 +59,7 @@ AUTOSCALER_IMAGE_TAGS = {
 KEDA_NAMESPACE = "keda"
 NVIDIA_NAMESPACE = "nvidia"
 SYSTEM_NAMESPACE = "kube-system"
-# GpuNodePool puts this label (from shape_labels) on GPU nodes only.
+# Node groups put this label (from shape_labels) on GPU nodes only.
 GPU_NODE_LABEL = "fermion.dev/gpu-model"
 AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
 LBC_SERVICE_ACCOUNT = "aws-load-balancer-controller"

@@ -20,7 +20,7 @@ import pulumi_kubernetes as k8s
 from fermion.components.cluster import pod_identity
 from fermion.components.cluster_addons import INTERCEPTOR_SERVICE
 from fermion.components.cluster_core import ClusterCore
-from fermion.components.gpu_node_pool import GPU_TAINT_KEY
+from fermion.components.node_group import GPU_TAINT_KEY
 from fermion.environments.errors import FermionError
 from fermion.environments.shapes import Shape
 from fermion.runtime_images.render import MODEL_URI_VARIABLE

@@ -17,7 +17,7 @@ from fermion.components.cluster_addons import (
     autoscaler_image_tag,
     load_balancer_controller_policy,
 )
-from fermion.components.gpu_node_pool import shape_labels
+from fermion.components.node_group import shape_labels
 from fermion.environments import load_shapes
 
 from .conftest import Recorder, Registration, core, resolve, settle

@@ -6,11 +6,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from fermion.components.gpu_node_pool import (
-    GpuNodePool,
-    GpuNodePoolArgs,
-    NoZoneOffersShapeError,
-)
+from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from fermion.components.node_group import NoZoneOffersShapeError
 from fermion.environments import load_shapes
 
 from .conftest import Recorder, core, resolve
@@ -94,7 +91,7 @@ def test_subnets_exclude_zones_that_do_not_offer_the_types(mocks: Recorder) -> N
 
 
 def test_no_zone_offering_the_shape_is_a_clear_error() -> None:
-    from fermion.components.gpu_node_pool import _subnets_in_offering_zones
+    from fermion.components.node_group import _subnets_in_offering_zones
 
     with pytest.raises(
         NoZoneOffersShapeError, match=r"no subnet is in a zone that offers p5\.48xlarge"
