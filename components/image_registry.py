@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from fermion.components.kms import rotating_key
-
-if TYPE_CHECKING:
-    from fermion.environments.spec import RegistrySpec
 
 # RuntimeImage keeps its BuildKit cache in the repository under this tag.
 BUILD_CACHE_TAG = "buildcache"
@@ -36,19 +33,6 @@ class ImageRegistryArgs:
     force_delete: bool = False
     key_deletion_window_days: int = 30
     tags: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_spec(
-        cls, spec: RegistrySpec, tags: Mapping[str, str] | None = None
-    ) -> ImageRegistryArgs:
-        """The arguments an environment's `registry` section asks for."""
-        return cls(
-            repository=spec.repository,
-            scan_on_push=spec.scan_on_push,
-            immutable_tags=spec.immutable_tags,
-            keep_images=spec.keep_images,
-            tags={} if tags is None else dict(tags),
-        )
 
 
 class ImageRegistry(pulumi.ComponentResource):

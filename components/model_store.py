@@ -5,16 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from fermion.components.kms import rotating_key
 from fermion.environments.errors import FermionError
-
-if TYPE_CHECKING:
-    from fermion.environments.spec import StorageSpec
 
 # An RFC 1123 label: 1 to 63 lowercase letters, digits and hyphens, not at either end.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -56,18 +53,6 @@ class ModelStoreArgs:
     force_destroy: bool = False
     key_deletion_window_days: int = 30
     tags: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_spec(cls, spec: StorageSpec, tags: Mapping[str, str] | None = None) -> ModelStoreArgs:
-        """The arguments an environment's `storage` section asks for."""
-        return cls(
-            bucket_name=spec.bucket,
-            versioning=spec.versioning,
-            noncurrent_version_days=spec.noncurrent_version_days,
-            access_logging=spec.access_logging,
-            force_destroy=spec.force_destroy,
-            tags={} if tags is None else dict(tags),
-        )
 
 
 class ModelStore(pulumi.ComponentResource):

@@ -6,16 +6,13 @@ import ipaddress
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import Literal, get_args
 
 import pulumi
 import pulumi_aws as aws
 
 from fermion.components.iam import trust_policy
 from fermion.environments.errors import FermionError
-
-if TYPE_CHECKING:
-    from fermion.environments.spec import NetworkSpec
 
 NatMode = Literal["per_az", "single", "none"]
 InterfaceService = Literal["ecr.api", "ecr.dkr", "sts", "logs"]
@@ -100,30 +97,6 @@ class NetworkArgs:
             self._check_reuse()
             return
         self._check_new()
-
-    @classmethod
-    def from_spec(
-        cls,
-        spec: NetworkSpec,
-        cluster_name: str,
-        tags: Mapping[str, str] | None = None,
-        region: str | None = None,
-    ) -> NetworkArgs:
-        """The arguments an environment's `network` section asks for."""
-        return cls(
-            cluster_name=cluster_name,
-            cidr=str(spec.cidr),
-            availability_zones=spec.availability_zones,
-            subnet_prefix_length=spec.subnet_prefix_length,
-            nat=spec.nat,
-            interface_endpoints=tuple(spec.interface_endpoints),
-            flow_logs=spec.flow_logs,
-            region=region,
-            vpc_id=spec.vpc_id,
-            private_subnet_ids=tuple(spec.private_subnet_ids),
-            public_subnet_ids=tuple(spec.public_subnet_ids),
-            tags={} if tags is None else dict(tags),
-        )
 
     @property
     def zone_count(self) -> int:

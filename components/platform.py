@@ -2,7 +2,8 @@
 
 `Network` feeds `Cluster`; the cluster feeds one `GpuNodePool` per pool and `ClusterAddons`;
 `ModelStore` and `ImageRegistry` stand beside them, and each service gets its `RuntimeImage`
-and its `InferenceService`.
+and its `InferenceService`. Each component's Args come from the spec through
+`fermion.components.from_spec`.
 The stack program (`fermion.stacks.program`) builds one of these and exports its outputs.
 """
 
@@ -15,24 +16,27 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from fermion.components.cluster import Cluster, ClusterArgs
-from fermion.components.cluster_addons import ClusterAddons, ClusterAddonsArgs
-from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
-from fermion.components.image_registry import ImageRegistry, ImageRegistryArgs
-from fermion.components.inference_service import (
-    InferenceService,
-    InferenceServiceArgs,
-    s3_read_policy,
+from fermion.components.cluster import Cluster
+from fermion.components.cluster_addons import ClusterAddons
+from fermion.components.from_spec import (
+    ENVIRONMENT_TAG,
+    cluster_addons_args,
+    cluster_args,
+    image_registry_args,
+    inference_service_args,
+    model_store_args,
+    network_args,
+    node_pool_args,
+    runtime_image_args,
 )
-from fermion.components.model_store import ModelStore, ModelStoreArgs
-from fermion.components.network import Network, NetworkArgs
-from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR, RuntimeImage, RuntimeImageArgs
-from fermion.environments.shapes import ShapeCatalog
+from fermion.components.gpu_node_pool import GpuNodePool
+from fermion.components.image_registry import ImageRegistry
+from fermion.components.inference_service import InferenceService, s3_read_policy
+from fermion.components.model_store import ModelStore
+from fermion.components.network import Network
+from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR, RuntimeImage
 from fermion.environments.spec import EnvironmentSpec, ServiceSpec
-from fermion.runtime_images.catalog import load_image
-from fermion.runtime_images.render import model_config
 
-ENVIRONMENT_TAG = "fermion.dev/environment"
 SERVICES_NAMESPACE = "inference"
 
 
@@ -75,40 +79,15 @@ class Platform(pulumi.ComponentResource):
     ) -> None:
         super().__init__("fermion:index:Platform", name, None, opts)
         spec = args.spec
-        shapes = spec.shapes
-        tags = {ENVIRONMENT_TAG: spec.name, **spec.tags}
         child = pulumi.ResourceOptions(parent=self)
 
-        self.network = Network(
-            f"{name}-network",
-            NetworkArgs.from_spec(spec.network, spec.cluster_name, tags, region=spec.region),
-            opts=child,
-        )
-        subnets = self.network.private_subnet_ids
-        zones = self.network.private_subnet_zones
-        system = spec.cluster.system_nodes
+        self.network = Network(f"{name}-network", network_args(spec), opts=child)
         self.cluster = Cluster(
             f"{name}-cluster",
-            ClusterArgs(
-                name=spec.cluster_name,
-                version=spec.cluster.version,
-                subnet_ids=subnets,
-                subnet_zones=zones,
-                system_shape=shapes.get(system.shape),
-                system_min=system.size.min,
-                system_max=system.size.max,
-                system_desired=system.size.desired,
-                endpoint_public=spec.cluster.endpoint_public,
-                public_access_cidrs=tuple(str(c) for c in spec.cluster.public_access_cidrs),
-                service_cidr=str(spec.cluster.service_cidr),
-                log_types=tuple(spec.cluster.log_types),
-                admin_arns=tuple(spec.cluster.admin_arns),
-                irsa=spec.cluster.irsa,
-                region=spec.region,
-                tags=tags,
-            ),
+            cluster_args(spec, self.network.private_subnet_ids, self.network.private_subnet_zones),
             opts=child,
         )
+        core = self.cluster.core
         # Pools join a cluster whose networking add-ons are in place, or their nodes never
         # turn Ready.
         after_cluster = pulumi.ResourceOptions(
@@ -117,68 +96,42 @@ class Platform(pulumi.ComponentResource):
         self.node_pools = {
             pool.name: GpuNodePool(
                 f"{name}-{pool.name}",
-                GpuNodePoolArgs(
-                    cluster=self.cluster.core,
-                    shape=shapes.get(pool.shape),
-                    capacity=pool.capacity,
-                    min_size=pool.size.min,
-                    max_size=pool.size.max,
-                    desired_size=pool.size.desired,
-                    ami=pool.ami,
-                    disk_gib=pool.disk_gib,
-                    labels={"fermion.dev/pool": pool.name, **pool.labels},
-                    tags=tags,
-                ),
+                node_pool_args(spec, pool, core),
                 opts=after_cluster,
             )
             for pool in spec.node_pools
         }
         self.addons = ClusterAddons(
             f"{name}-addons",
-            ClusterAddonsArgs(
-                cluster=self.cluster.core,
-                kubernetes_version=spec.cluster.version,
-                vpc_id=self.network.vpc_id,
-                gpu=any(shapes.get(pool.shape).is_gpu for pool in spec.node_pools),
-                load_balancer_controller=spec.cluster.load_balancer_controller,
-                tags=tags,
-            ),
+            cluster_addons_args(spec, core, self.network.vpc_id),
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[self.cluster.system_nodes, *self.cluster.addons.values()]
             ),
         )
-        self.store = ModelStore(
-            f"{name}-models", ModelStoreArgs.from_spec(spec.storage, tags), opts=child
-        )
-        self.registry = ImageRegistry(
-            f"{name}-registry", ImageRegistryArgs.from_spec(spec.registry, tags), opts=child
-        )
+        self.store = ModelStore(f"{name}-models", model_store_args(spec), opts=child)
+        self.registry = ImageRegistry(f"{name}-registry", image_registry_args(spec), opts=child)
         self.runtime_images = {}
         self.services = {}
         self.model_uris: dict[str, pulumi.Input[str]] = {}
         namespace = k8s.core.v1.Namespace(
             f"{name}-inference",
             metadata={"name": SERVICES_NAMESPACE, "labels": {ENVIRONMENT_TAG: spec.name}},
-            opts=pulumi.ResourceOptions(parent=self, provider=self.cluster.provider),
+            opts=pulumi.ResourceOptions(parent=self, provider=core.provider),
         )
         for service in spec.services:
-            image_name = spec.image_for(service)
             image = RuntimeImage(
                 f"{name}-{service.name}",
-                RuntimeImageArgs(
-                    image=image_name,
-                    model=model_config(service),
-                    repository_url=self.registry.repository_url,
-                    registry_id=self.registry.registry_id,
-                    context_dir=args.context_dir,
-                    pip_packages=tuple(service.pip_packages),
+                runtime_image_args(
+                    spec,
+                    service,
+                    self.registry.repository_url,
+                    self.registry.registry_id,
+                    args.context_dir,
                 ),
                 opts=child,
             )
             self.runtime_images[service.name] = image
-            self.services[service.name] = self._service(
-                name, service, image, shapes, load_image(image_name).port, tags, namespace
-            )
+            self.services[service.name] = self._service(name, spec, service, image, namespace)
 
         self.outputs = {
             "cluster_name": self.cluster.cluster_name,
@@ -195,13 +148,13 @@ class Platform(pulumi.ComponentResource):
     def _service(
         self,
         name: str,
+        spec: EnvironmentSpec,
         service: ServiceSpec,
         image: RuntimeImage,
-        shapes: ShapeCatalog,
-        port: int,
-        tags: dict[str, str],
         namespace: k8s.core.v1.Namespace,
     ) -> InferenceService:
+        # A model kept outside the environment's store is read from there; the store holds
+        # the others, one prefix per service and version.
         if service.model.uri is not None:
             model_uri: pulumi.Input[str] = service.model.uri
             policy: pulumi.Input[str] = s3_read_policy(service.model.uri)
@@ -213,26 +166,15 @@ class Platform(pulumi.ComponentResource):
         self.model_uris[service.name] = model_uri
         return InferenceService(
             f"{name}-{service.name}",
-            InferenceServiceArgs(
-                name=service.name,
-                image=image.image_ref,
-                shape=shapes.get(service.shape),
-                cluster=self.cluster.core,
-                model_uri=model_uri,
-                model_policy=policy,
-                namespace=SERVICES_NAMESPACE,
-                port=port,
-                min_replicas=service.replicas.min,
-                max_replicas=service.replicas.max,
-                # The spec's rules refuse queue_depth before it gets here.
-                metric="rps" if service.autoscaling.metric == "rps" else "in_flight",
-                target=service.autoscaling.target,
-                scale_down_delay_s=service.autoscaling.scale_down_delay_s,
-                timeout_s=service.timeout_s,
-                env=service.env,
-                public=service.public,
-                interceptor_service=self.addons.interceptor_service,
-                tags=tags,
+            inference_service_args(
+                spec,
+                service,
+                self.cluster.core,
+                image.image_ref,
+                model_uri,
+                policy,
+                SERVICES_NAMESPACE,
+                self.addons.interceptor_service,
             ),
             # KEDA's CRDs and the pools that run the replicas come first.
             opts=pulumi.ResourceOptions(

@@ -12,7 +12,6 @@ from fermion.components.image_registry import (
     ImageRegistryArgs,
     lifecycle_policy,
 )
-from fermion.environments.spec import RegistrySpec
 
 from .conftest import Recorder, resolve, settle
 
@@ -219,21 +218,6 @@ def test_without_the_cache_rule_the_cache_would_expire() -> None:
         _Image("sha256:cache", (BUILD_CACHE_TAG,), age_days=90),
     ]
     assert _expired(unguarded, images) == {"sha256:cache"}
-
-
-def test_from_spec_maps_the_registry_section() -> None:
-    spec = RegistrySpec(
-        repository="acme/serving", scan_on_push=False, immutable_tags=False, keep_images=12
-    )
-    args = ImageRegistryArgs.from_spec(spec, {"env": "dev"})
-    assert args.repository == "acme/serving"
-    assert args.scan_on_push is False
-    assert args.immutable_tags is False
-    assert args.keep_images == 12
-    assert args.force_delete is False
-    assert args.tags == {"env": "dev"}
-    defaults = ImageRegistryArgs.from_spec(RegistrySpec())
-    assert defaults == ImageRegistryArgs(repository="fermion/runtime")
 
 
 def test_children_are_parented_to_the_component(mocks: Recorder) -> None:

@@ -13,7 +13,6 @@ from fermion.components.model_store import (
     ModelStoreArgs,
 )
 from fermion.environments.errors import FermionError
-from fermion.environments.spec import StorageSpec
 
 from .conftest import Recorder, resolve, settle
 
@@ -324,25 +323,6 @@ def test_a_63_character_service_name_is_accepted(
     service = "a" * 62 + "1"
     policy = json.loads(resolve(store.read_only_policy(service)))
     assert _allows(policy, "s3:GetObject", f"{arn}/{service}/1/model.pt")
-
-
-def test_from_spec_maps_the_storage_section() -> None:
-    spec = StorageSpec(
-        bucket="acme-models",
-        versioning=False,
-        noncurrent_version_days=7,
-        access_logging=True,
-        force_destroy=True,
-    )
-    args = ModelStoreArgs.from_spec(spec, {"env": "dev"})
-    assert args.bucket_name == "acme-models"
-    assert args.versioning is False
-    assert args.noncurrent_version_days == 7
-    assert args.access_logging is True
-    assert args.force_destroy is True
-    assert args.tags == {"env": "dev"}
-    defaults = ModelStoreArgs.from_spec(StorageSpec())
-    assert defaults == ModelStoreArgs()
 
 
 def test_children_are_parented_to_the_component(

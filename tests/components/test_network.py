@@ -15,7 +15,6 @@ from fermion.components.network import (
     _first_zones,
 )
 from fermion.environments.errors import FermionError
-from fermion.environments.spec import NetworkSpec
 
 from .conftest import Recorder, resolve, settle
 
@@ -383,44 +382,6 @@ def test_children_are_parented_to_the_component(mocks: Recorder) -> None:
         network.flow_log.urn
     )
     assert resolve(network.urn).endswith("fermion:index:Network::net")
-
-
-def test_from_spec_maps_the_network_section() -> None:
-    spec = NetworkSpec(
-        cidr="10.20.0.0/16",
-        availability_zones=2,
-        subnet_prefix_length=19,
-        nat="single",
-        interface_endpoints=["ecr.api", "ecr.dkr"],
-        flow_logs=False,
-    )
-    args = NetworkArgs.from_spec(spec, "fermion-dev", {"team": "ml"}, region="us-east-1")
-    assert args == NetworkArgs(
-        cluster_name="fermion-dev",
-        cidr="10.20.0.0/16",
-        availability_zones=2,
-        subnet_prefix_length=19,
-        nat="single",
-        interface_endpoints=("ecr.api", "ecr.dkr"),
-        flow_logs=False,
-        region="us-east-1",
-        tags={"team": "ml"},
-    )
-    assert NetworkArgs.from_spec(NetworkSpec(), "fermion-dev") == NetworkArgs(
-        cluster_name="fermion-dev"
-    )
-
-
-def test_from_spec_reuses_an_existing_vpc() -> None:
-    spec = NetworkSpec(
-        vpc_id="vpc-0abc1234",
-        private_subnet_ids=["subnet-0aaa1111", "subnet-0bbb2222"],
-        public_subnet_ids=["subnet-0ccc3333"],
-    )
-    args = NetworkArgs.from_spec(spec, "fermion-dev")
-    assert args.vpc_id == "vpc-0abc1234"
-    assert args.private_subnet_ids == ("subnet-0aaa1111", "subnet-0bbb2222")
-    assert args.public_subnet_ids == ("subnet-0ccc3333",)
 
 
 def test_output_types_are_lists(mocks: Recorder) -> None:
