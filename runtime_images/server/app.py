@@ -27,6 +27,7 @@ from .errors import (
     ServerError,
     Unauthorized,
     Unavailable,
+    describe,
 )
 from .metrics import Metrics
 from .openapi import INFER_OPERATION, openapi_document
@@ -76,19 +77,31 @@ class ServingApp:
     async def startup(self) -> None:
         """Begin loading the models in the background: the server is live at once."""
         self._loader = asyncio.get_running_loop().create_task(self._load_all())
+        self._loader.add_done_callback(self._loaded)
 
     async def _load_all(self) -> None:
         for runtime in self.models.values():
             try:
                 await asyncio.to_thread(runtime.load)
             except LoadError as exc:
-                self.load_error = str(exc)
-                log.error("cannot serve model %r: %s", runtime.name, exc)
-                self.on_load_failure()
+                self._fail(runtime.name, " ".join(str(exc).split()))
                 return
             runtime.start()
         log.info("ready: %s", ", ".join(self.models))
         self.on_ready(self)
+
+    def _loaded(self, task: asyncio.Task[None]) -> None:
+        # Whatever else stops the models from loading stops the server too, instead of leaving
+        # it live and never ready.
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            waiting = [name for name, m in self.models.items() if not m.ready]
+            self._fail(", ".join(waiting), describe(exc))
+
+    def _fail(self, model: str, reason: str) -> None:
+        self.load_error = reason
+        # One line that names the model and the problem, and no traceback: the fix is in it.
+        log.error("cannot serve model %r: %s", model, reason)
+        self.on_load_failure()
 
     async def shutdown(self) -> None:
         if self._loader is not None and not self._loader.done():

@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
+_NAMED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Warning): ")
+
+
+def describe(exc: BaseException) -> str:
+    """An exception in one line: `Type: message`.
+
+    TorchScript's errors span many lines of interpreter traceback and end with the line that
+    matters (`RuntimeError: mat1 and mat2 shapes cannot be multiplied (1x5 and 4x3)`).
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    return last if _NAMED.match(last) else f"{type(exc).__name__}: {last}".rstrip(": ")
+
 
 class ServerError(Exception):
     """An error with an HTTP status, answered as `{"error": message}`."""
@@ -93,7 +108,7 @@ class ModelError(ServerError):
     status = 500
 
     def __init__(self, model: str, exc: BaseException) -> None:
-        super().__init__(f"model {model!r} failed: {type(exc).__name__}: {exc}")
+        super().__init__(f"model {model!r} failed: {describe(exc)}")
 
 
 class ClientDisconnected(Exception):

@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from .config import ModelConfig, TensorSpec, parse_tensor_spec
-from .errors import LoadError
+from .errors import LoadError, describe
 from .tensors import DATATYPES, datatype_of
 
 _SCRIPT_SUFFIXES = (".pt", ".ts", ".pth", ".jit", ".torchscript")
@@ -109,7 +109,7 @@ class TorchModelHandler:
             module = torch.jit.load(str(self.path), map_location=self.device)  # type: ignore[no-untyped-call]
         except (RuntimeError, ValueError) as exc:
             raise LoadError(
-                f"{self.path} is not a TorchScript archive ({exc}). Save the model with "
+                f"{self.path} is not a TorchScript archive ({describe(exc)}). Save the model with "
                 "torch.jit.script(model).save(path), or torch.export.save(...) to a .pt2 file"
             ) from None
         module.eval()
@@ -120,7 +120,7 @@ class TorchModelHandler:
             program = torch.export.load(str(self.path))
         except (RuntimeError, ValueError, KeyError, OSError) as exc:
             raise LoadError(
-                f"{self.path} is not a torch.export archive ({exc}). Save it with "
+                f"{self.path} is not a torch.export archive ({describe(exc)}). Save it with "
                 "torch.export.save(torch.export.export(model, args), path)"
             ) from None
         if not self.inputs:
@@ -216,7 +216,7 @@ def load_handler_class(reference: str, model_dir: Path) -> type[Any]:
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
-            raise LoadError(f"handler file {path} failed to import: {exc!r}") from exc
+            raise LoadError(f"handler file {path} failed to import: {describe(exc)}") from exc
         finally:
             sys.path.remove(str(path.parent))
     else:

@@ -16,7 +16,7 @@ import torch
 
 from .batching import Batcher
 from .config import ModelConfig, TensorSpec
-from .errors import BadRequest, LoadError, Unavailable
+from .errors import BadRequest, LoadError, Unavailable, describe
 from .handlers import TorchModelHandler, declared_specs, resolve_model, synthetic_inputs
 from .metrics import Metrics
 from .protocol import InferRequest
@@ -70,7 +70,18 @@ class ModelRuntime:
     # --- start-up -----------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Load and warm up the model. Blocking: the server runs it off the event loop."""
+        """Load and warm up the model; LoadError says why it cannot be served.
+
+        Blocking: the server runs it off the event loop.
+        """
+        try:
+            self._load()
+        except LoadError:
+            raise
+        except Exception as exc:  # storage, a handler's constructor: anything may raise
+            raise LoadError(describe(exc)) from exc
+
+    def _load(self) -> None:
         started = time.perf_counter()
         self.device = pick_device(self.config.device)
         local = materialize(self.config.path)
@@ -80,7 +91,7 @@ class ModelRuntime:
         except LoadError:
             raise
         except Exception as exc:  # a handler's load() may raise anything
-            raise LoadError(f"{type(handler).__name__}.load() failed: {exc!r}") from exc
+            raise LoadError(f"{type(handler).__name__}.load() failed: {describe(exc)}") from exc
         self._handler = handler
         if isinstance(handler, TorchModelHandler):
             self.platform = "pytorch_export" if path.suffix == ".pt2" else "pytorch_torchscript"
@@ -110,8 +121,15 @@ class ModelRuntime:
         custom = getattr(handler, "warmup_inputs", None)
         samples = custom() if callable(custom) else [synthetic_inputs(self.inputs, rows=1)]
         for size in warmup_sizes(self.config.max_batch_size):
-            items = [handler.preprocess(samples[i % len(samples)]) for i in range(size)]
-            results = handler.predict(items)
+            try:
+                items = [handler.preprocess(samples[i % len(samples)]) for i in range(size)]
+                results = handler.predict(items)
+            except Exception as exc:  # a model may raise anything; it must not start serving
+                rows = "1 sample" if size == 1 else f"{size} samples"
+                raise LoadError(
+                    f"warm-up with inputs {_spec_text(self.inputs)} ({rows}) failed: "
+                    f"{describe(exc)}; check that the inputs match what the model expects"
+                ) from exc
             if len(results) != size:
                 raise LoadError(
                     f"{type(handler).__name__}.predict returned {len(results)} results for a "

@@ -83,6 +83,24 @@ class Flaky:
         return {"y": output}
 
 
+class BadWarmUp:
+    """Loads, then fails on its first (warm-up) request: it reads an input it never declared."""
+
+    inputs = ["x:FP32:-1"]
+
+    def load(self, model_dir: Path, device: torch.device) -> None:
+        pass
+
+    def preprocess(self, inputs: dict[str, Any]) -> Any:
+        return inputs["text"]
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        return batch
+
+    def postprocess(self, output: Any) -> dict[str, Any]:
+        return output
+
+
 class BadLoad:
     inputs = ["x:FP32:-1"]
 
@@ -135,6 +153,8 @@ def build(folder: Path) -> dict[str, Path]:
     torch.jit.script(Affine()).save(str(paths["affine"]))
     paths["slow_affine"] = folder / "slow_affine.pt"
     torch.jit.script(SlowAffine()).save(str(paths["slow_affine"]))
+    paths["linear4"] = folder / "linear4.pt"  # expects 4 features
+    torch.jit.script(torch.nn.Linear(4, 3).eval()).save(str(paths["linear4"]))
     paths["two_heads"] = folder / "two_heads.pt"
     torch.jit.script(TwoHeads()).save(str(paths["two_heads"]))
     mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))

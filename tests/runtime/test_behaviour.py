@@ -256,6 +256,34 @@ def test_a_model_that_fails_to_load_exits_1(models: dict[str, Path], logs: Path)
     assert "Traceback" not in server.output().split("cannot serve model")[-1]
 
 
+@pytest.mark.parametrize(
+    ("model", "args", "fragments"),
+    [
+        (
+            "linear4",
+            ["--input", "input__0:FP32:-1,5"],
+            ["input__0:FP32:-1,5", "mat1 and mat2 shapes cannot be multiplied (1x5 and 4x3)"],
+        ),
+        ("handlers", ["--handler", "handlers.py:BadWarmUp", "--name", "linear4"], ["KeyError"]),
+    ],
+    ids=["shape-mismatch", "handler-raises"],
+)
+def test_a_model_that_fails_warm_up_exits_1_with_one_line(
+    models: dict[str, Path], logs: Path, model: str, args: list[str], fragments: list[str]
+) -> None:
+    server = start_server([str(models[model]), *args], logs, wait_ready=False)
+    try:
+        assert server.process.wait(timeout=30) == 1
+    finally:
+        server.stop()
+    output = server.output()
+    (line,) = [line for line in output.splitlines() if "ERROR" in line]
+    assert "cannot serve model 'linear4'" in line
+    for fragment in fragments:
+        assert fragment in line
+    assert "Traceback" not in output and "never retrieved" not in output
+
+
 def test_not_a_torchscript_file_exits_1_with_the_fix(models: dict[str, Path], logs: Path) -> None:
     server = start_server(
         [str(models["mlp_state"]), "--input", "input__0:FP32:-1,8"], logs, wait_ready=False
