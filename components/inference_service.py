@@ -8,7 +8,6 @@ its model with its own AWS role (EKS Pod Identity), limited to its own prefix.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -315,33 +314,3 @@ def _hostname(status: Any) -> str:
     balancer = getattr(status, "load_balancer", None)
     ingress = getattr(balancer, "ingress", None) or [None]
     return str(getattr(ingress[0], "hostname", None) or getattr(ingress[0], "ip", None) or "")
-
-
-def s3_read_policy(uri: str) -> str:
-    """An IAM policy (JSON) that reads the objects under one `s3://bucket/prefix/` and lists
-    only that prefix: for a model kept outside the environment's model store."""
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    prefix = prefix.rstrip("/")
-    objects = f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
-    listing: dict[str, Any] = {
-        "Sid": "ListModel",
-        "Effect": "Allow",
-        "Action": ["s3:ListBucket"],
-        "Resource": [f"arn:aws:s3:::{bucket}"],
-    }
-    if prefix:
-        listing["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}/*"]}}
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "ReadModel",
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject"],
-                    "Resource": [objects],
-                },
-                listing,
-            ],
-        }
-    )

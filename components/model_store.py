@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -198,32 +199,8 @@ class ModelStore(pulumi.ComponentResource):
         """
         if not _DNS_LABEL.match(service):
             raise InvalidServiceNameError(service)
-        return pulumi.Output.json_dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Sid": "ReadModels",
-                        "Effect": "Allow",
-                        "Action": ["s3:GetObject"],
-                        "Resource": [self.bucket_arn.apply(lambda arn: f"{arn}/{service}/*")],
-                    },
-                    {
-                        "Sid": "ListModels",
-                        "Effect": "Allow",
-                        "Action": ["s3:ListBucket"],
-                        "Resource": [self.bucket_arn],
-                        # The trailing '/' keeps service "a" from listing service "ab".
-                        "Condition": {"StringLike": {"s3:prefix": [f"{service}/*"]}},
-                    },
-                    {
-                        "Sid": "DecryptModels",
-                        "Effect": "Allow",
-                        "Action": ["kms:Decrypt"],
-                        "Resource": [self.kms_key_arn],
-                    },
-                ],
-            }
+        return pulumi.Output.all(self.bucket_arn, self.kms_key_arn).apply(
+            lambda arns: s3_read_policy(arns[0], service, arns[1])
         )
 
     def _access_logs(self, name: str, args: ModelStoreArgs, tags: dict[str, str]) -> aws.s3.Bucket:
@@ -335,3 +312,42 @@ def _deny_insecure_transport(bucket: aws.s3.Bucket) -> dict[str, Any]:
         "Resource": [bucket.arn, bucket.arn.apply(lambda arn: f"{arn}/*")],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     }
+
+
+def s3_read_policy(bucket_arn: str, prefix: str = "", kms_key_arn: str | None = None) -> str:
+    """An IAM policy (JSON) that reads the objects under one prefix of a bucket (all of it when
+    `prefix` is empty) and lists only that prefix; with `kms_key_arn`, it may also decrypt with
+    that key, which reading SSE-KMS objects needs. Both a store's services and models kept
+    outside the store are read through it."""
+    prefix = prefix.rstrip("/")
+    objects = f"{bucket_arn}/{prefix}/*" if prefix else f"{bucket_arn}/*"
+    listing: dict[str, Any] = {
+        "Sid": "ListModel",
+        "Effect": "Allow",
+        "Action": ["s3:ListBucket"],
+        "Resource": [bucket_arn],
+    }
+    if prefix:
+        # The trailing '/' keeps prefix "a" from listing "ab".
+        listing["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}/*"]}}
+    statements: list[dict[str, Any]] = [
+        {"Sid": "ReadModel", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [objects]},
+        listing,
+    ]
+    if kms_key_arn is not None:
+        statements.append(
+            {
+                "Sid": "DecryptModel",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt"],
+                "Resource": [kms_key_arn],
+            }
+        )
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def s3_uri_read_policy(uri: str) -> str:
+    """`s3_read_policy` for the objects under an `s3://bucket/prefix/` URI: for a model kept
+    outside the environment's model store."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return s3_read_policy(f"arn:aws:s3:::{bucket}", prefix)

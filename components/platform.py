@@ -31,8 +31,8 @@ from fermion.components.from_spec import (
 )
 from fermion.components.gpu_node_pool import GpuNodePool
 from fermion.components.image_registry import ImageRegistry
-from fermion.components.inference_service import InferenceService, s3_read_policy
-from fermion.components.model_store import ModelStore
+from fermion.components.inference_service import InferenceService
+from fermion.components.model_store import ModelStore, s3_uri_read_policy
 from fermion.components.network import Network
 from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR, RuntimeImage
 from fermion.environments.spec import EnvironmentSpec, ServiceSpec
@@ -157,7 +157,7 @@ class Platform(pulumi.ComponentResource):
         # the others, one prefix per service and version.
         if service.model.uri is not None:
             model_uri: pulumi.Input[str] = service.model.uri
-            policy: pulumi.Input[str] = s3_read_policy(service.model.uri)
+            policy: pulumi.Input[str] = s3_uri_read_policy(service.model.uri)
         else:
             model_uri = self.store.bucket_name.apply(
                 lambda bucket: f"s3://{bucket}/{service.name}/{service.model.version}/"

@@ -25,7 +25,7 @@ from fermion.components import (
     InferenceService,
     InferenceServiceArgs,
 )
-from fermion.components.inference_service import s3_read_policy
+from fermion.components.model_store import s3_uri_read_policy
 from fermion.environments import load_shapes
 
 config = pulumi.Config()
@@ -56,7 +56,7 @@ service = InferenceService(
         shape=shape,
         cluster=cluster.core,
         model_uri=model,
-        model_policy=s3_read_policy(model),
+        model_policy=s3_uri_read_policy(model),
         min_replicas=0,
         max_replicas=2,
         interceptor_service=addons.interceptor_service,

@@ -14,8 +14,8 @@ from fermion.components.inference_service import (
     InferenceServiceArgs,
     ServiceArgsError,
     http_scaled_object_spec,
-    s3_read_policy,
 )
+from fermion.components.model_store import s3_uri_read_policy
 from fermion.environments import load_shapes
 
 from ..conftest import crd_schema
@@ -33,7 +33,7 @@ def _args(**overrides: Any) -> InferenceServiceArgs:
         "shape": load_shapes().get("gpu.2xa100-80gb"),
         "cluster": core(),
         "model_uri": "s3://models/embed/3/",
-        "model_policy": s3_read_policy("s3://models/embed/3/"),
+        "model_policy": s3_uri_read_policy("s3://models/embed/3/"),
         "min_replicas": 0,
         "max_replicas": 4,
         "target": 7.5,
@@ -180,12 +180,6 @@ def test_arguments_no_cluster_could_run_are_refused(
 ) -> None:
     with pytest.raises(ServiceArgsError, match=message):
         _args(**overrides)
-
-
-def test_s3_read_policy_of_a_whole_bucket() -> None:
-    statements = json.loads(s3_read_policy("s3://artifacts"))["Statement"]
-    assert statements[0]["Resource"] == ["arn:aws:s3:::artifacts/*"]
-    assert "Condition" not in statements[1]
 
 
 def test_children_use_the_given_provider(mocks: Recorder) -> None:

@@ -11,6 +11,8 @@ from fermion.components.model_store import (
     InvalidServiceNameError,
     ModelStore,
     ModelStoreArgs,
+    s3_read_policy,
+    s3_uri_read_policy,
 )
 from fermion.environments.errors import FermionError
 
@@ -323,6 +325,27 @@ def test_a_63_character_service_name_is_accepted(
     service = "a" * 62 + "1"
     policy = json.loads(resolve(store.read_only_policy(service)))
     assert _allows(policy, "s3:GetObject", f"{arn}/{service}/1/model.pt")
+
+
+def test_the_store_and_a_model_outside_it_share_one_read_policy(
+    mocks: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, arn = _store(mocks, monkeypatch)
+    assert resolve(store.read_only_policy("embed")) == s3_read_policy(arn, "embed", KEY_ARN)
+    outside = json.loads(s3_uri_read_policy("s3://artifacts/embed/3/"))
+    assert outside == json.loads(s3_read_policy("arn:aws:s3:::artifacts", "embed/3"))
+    assert _allows(outside, "s3:GetObject", "arn:aws:s3:::artifacts/embed/3/model.pt")
+    assert not _allows(outside, "s3:GetObject", "arn:aws:s3:::artifacts/embed/4/model.pt")
+    assert _allows(outside, "s3:ListBucket", "arn:aws:s3:::artifacts", prefix="embed/3/")
+    assert not _allows(outside, "s3:ListBucket", "arn:aws:s3:::artifacts", prefix="embed/")
+    # Without a key, nothing may be decrypted.
+    assert not any("kms:Decrypt" in s["Action"] for s in outside["Statement"])
+
+
+def test_a_whole_bucket_is_read_when_the_uri_has_no_prefix() -> None:
+    statements = json.loads(s3_uri_read_policy("s3://artifacts"))["Statement"]
+    assert statements[0]["Resource"] == ["arn:aws:s3:::artifacts/*"]
+    assert "Condition" not in statements[1]
 
 
 def test_children_are_parented_to_the_component(
