@@ -23,6 +23,7 @@ from fermion.components.node_group import GPU_TAINT_KEY
 from fermion.environments.errors import FermionError
 from fermion.environments.shapes import Shape
 from fermion.runtime_images.render import MODEL_URI_VARIABLE
+from fermion.runtime_images.server.config import DEFAULT_GRACE_PERIOD_S
 
 _NLB = "service.beta.kubernetes.io/aws-load-balancer"
 # An internet-facing NLB (AWS Load Balancer Controller) that sends traffic to pod IPs.
@@ -33,6 +34,8 @@ _NLB_ANNOTATIONS = {
 }
 # Endpoints leave the load balancers' targets before a replica stops taking requests.
 PRE_STOP_SECONDS = 5
+# After its drain, the server needs a moment to exit before the kubelet kills it.
+EXIT_MARGIN_SECONDS = 5
 
 
 class ServiceArgsError(FermionError):
@@ -49,8 +52,9 @@ class InferenceServiceArgs:
     `cluster` is `Cluster.core` or `ExistingCluster.core`. `model_uri` is where the server
     loads the model from (it becomes ${FERMION_MODEL_URI}); `model_policy` is the IAM policy
     (JSON) its pods get to read it, typically `ModelStore.read_only_policy(name)`.
-    `grace_period_s` must match the image's serving config: the pod gets that long, plus the
-    pre-stop pause, to drain. `cold_start_timeout_s` is how long the interceptor holds a
+    `grace_period_s` must match the image's serving config, whose default
+    (`DEFAULT_GRACE_PERIOD_S`) it shares: the pod gets that long, plus the pre-stop pause and
+    a margin, to drain and exit. `cold_start_timeout_s` is how long the interceptor holds a
     request while a service at zero starts a replica. The `namespace` must exist.
     """
 
@@ -69,7 +73,7 @@ class InferenceServiceArgs:
     scale_down_delay_s: int = 300
     timeout_s: float = 30.0
     cold_start_timeout_s: int = 600
-    grace_period_s: float = 30.0
+    grace_period_s: float = DEFAULT_GRACE_PERIOD_S
     env: Mapping[str, str] = field(default_factory=dict)
     public: bool = False
     interceptor_service: str = INTERCEPTOR_SERVICE
@@ -204,6 +208,12 @@ class InferenceService(pulumi.ComponentResource):
         self.register_outputs({"endpoint": self.endpoint, "public_endpoint": self.public_endpoint})
 
 
+def termination_grace_period_s(grace_period_s: float) -> int:
+    """How long Kubernetes lets a replica's pod stop: the pre-stop pause, then the server's
+    drain (`grace_period_s`), then a margin for it to exit."""
+    return PRE_STOP_SECONDS + math.ceil(grace_period_s) + EXIT_MARGIN_SECONDS
+
+
 def http_scaled_object_spec(args: InferenceServiceArgs) -> dict[str, Any]:
     """The KEDA HTTP add-on's HTTPScaledObject spec for a service."""
     target = max(1, math.ceil(args.target))
@@ -284,9 +294,7 @@ def _deployment_spec(
                 "serviceAccountName": args.name,
                 "nodeSelector": {"fermion.dev/shape": shape.name},
                 "tolerations": tolerations,
-                "terminationGracePeriodSeconds": math.ceil(args.grace_period_s)
-                + PRE_STOP_SECONDS
-                + 5,
+                "terminationGracePeriodSeconds": termination_grace_period_s(args.grace_period_s),
                 "topologySpreadConstraints": [
                     {
                         "maxSkew": 1,

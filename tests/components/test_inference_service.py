@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -10,13 +11,16 @@ import kubernetes_validate
 import pytest
 
 from fermion.components.inference_service import (
+    PRE_STOP_SECONDS,
     InferenceService,
     InferenceServiceArgs,
     ServiceArgsError,
     http_scaled_object_spec,
+    termination_grace_period_s,
 )
 from fermion.components.model_store import s3_uri_read_policy
 from fermion.environments import load_shapes
+from fermion.runtime_images.server.config import DEFAULT_GRACE_PERIOD_S, ServerConfig
 
 from ..conftest import crd_schema
 from .conftest import Recorder, core, settle
@@ -77,6 +81,25 @@ def test_the_deployment_is_a_valid_kubernetes_object_sized_by_its_shape(mocks: R
     assert container["securityContext"]["runAsNonRoot"] is True
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert pod["serviceAccountName"] == "embed"
+
+
+def test_the_pod_waits_as_long_as_the_server_drains_by_default(mocks: Recorder) -> None:
+    server_default = {f.name: f.default for f in dataclasses.fields(ServerConfig)}
+    args_default = {f.name: f.default for f in dataclasses.fields(InferenceServiceArgs)}
+    assert args_default["grace_period_s"] == server_default["grace_period_s"]
+    assert server_default["grace_period_s"] == DEFAULT_GRACE_PERIOD_S
+    _service(mocks)
+    pod = _objects(mocks)["Deployment"]["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == termination_grace_period_s(
+        DEFAULT_GRACE_PERIOD_S
+    )
+    assert pod["terminationGracePeriodSeconds"] > PRE_STOP_SECONDS + DEFAULT_GRACE_PERIOD_S
+
+
+def test_a_longer_drain_lengthens_the_pods_grace_period(mocks: Recorder) -> None:
+    _service(mocks, grace_period_s=119.5)
+    pod = _objects(mocks)["Deployment"]["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 5 + 120 + 5
 
 
 def test_every_kubernetes_object_validates_and_lives_in_the_namespace(mocks: Recorder) -> None:
