@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
@@ -11,10 +9,18 @@ from typing import Literal, get_args
 import pulumi
 import pulumi_aws as aws
 
-from fermion.components.iam import trust_policy
-from fermion.environments.errors import FermionError
+from fermion.components.flow_logs import vpc_flow_log
+from fermion.components.subnet_layout import (
+    NatMode,
+    NetworkArgsError,
+    SubnetLayout,
+    check_nat_mode,
+    first_zones,
+    subnet_layout,
+    vpc_network,
+)
+from fermion.components.vpc_endpoints import EndpointPlacement, vpc_endpoints
 
-NatMode = Literal["per_az", "single", "none"]
 InterfaceService = Literal["ecr.api", "ecr.dkr", "sts", "logs"]
 
 # The only retention periods CloudWatch Logs accepts (0 keeps events forever).
@@ -22,42 +28,7 @@ _RETENTION_DAYS = frozenset(
     (0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
      2922, 3288, 3653)
 )  # fmt: skip
-# AWS refuses subnets smaller than a /28.
-_SMALLEST_SUBNET = 28
 _ANYWHERE = "0.0.0.0/0"
-
-
-class NetworkArgsError(FermionError):
-    """NetworkArgs that cannot describe a network."""
-
-    def __init__(self, field: str, value: object, problem: str, fix: str) -> None:
-        self.field = field
-        self.value = value
-        super().__init__(f"network {field} {value!r}: {problem}. {fix}")
-
-
-class SubnetLayoutError(NetworkArgsError):
-    """The requested subnets do not fit in the VPC's CIDR block."""
-
-    def __init__(self, cidr: str, prefix_length: int, needed: int) -> None:
-        self.cidr = cidr
-        self.prefix_length = prefix_length
-        self.needed = needed
-        network = ipaddress.IPv4Network(cidr)
-        if not network.prefixlen < prefix_length <= _SMALLEST_SUBNET:
-            problem = (
-                f"a subnet must be smaller than the VPC's {cidr} and no smaller than "
-                f"/{_SMALLEST_SUBNET}"
-            )
-            fix = f"Use a prefix length from {network.prefixlen + 1} to {_SMALLEST_SUBNET}"
-        else:
-            fits = 2 ** (prefix_length - network.prefixlen)
-            problem = (
-                f"{needed} subnets (one public and one private per zone) are needed, but "
-                f"{cidr} holds only {fits} /{prefix_length} subnets"
-            )
-            fix = "Raise subnet_prefix_length, widen cidr, or use fewer availability zones"
-        super().__init__("subnet_prefix_length", prefix_length, problem, fix)
 
 
 @dataclass(frozen=True)
@@ -103,19 +74,9 @@ class NetworkArgs:
         """How many zones the new VPC spans."""
         return len(self.zone_names) if self.zone_names is not None else self.availability_zones
 
-    def subnet_cidrs(self) -> tuple[list[str], list[str]]:
-        """The public and the private subnets' CIDR blocks, one of each per zone, in zone order."""
-        network = ipaddress.IPv4Network(self.cidr)
-        zones = self.zone_count
-        needed = 2 * zones
-        prefix = self.subnet_prefix_length
-        if not network.prefixlen < prefix <= _SMALLEST_SUBNET:
-            raise SubnetLayoutError(self.cidr, prefix, needed)
-        if 2 ** (prefix - network.prefixlen) < needed:
-            raise SubnetLayoutError(self.cidr, prefix, needed)
-        # islice: a wide VPC cut into small subnets holds far more blocks than are needed.
-        blocks = [str(b) for b in itertools.islice(network.subnets(new_prefix=prefix), needed)]
-        return blocks[:zones], blocks[zones:]
+    def layout(self) -> SubnetLayout:
+        """Where the new VPC's subnets and NAT gateways go (see `subnet_layout`)."""
+        return subnet_layout(self.cidr, self.zone_count, self.subnet_prefix_length, self.nat)
 
     def _check_reuse(self) -> None:
         if self.vpc_id is None:
@@ -134,19 +95,7 @@ class NetworkArgs:
             )
 
     def _check_new(self) -> None:
-        try:
-            network = ipaddress.IPv4Network(self.cidr)
-        except ValueError as error:
-            raise NetworkArgsError(
-                "cidr", self.cidr, str(error), "Use an IPv4 block such as 10.0.0.0/16"
-            ) from error
-        if not 16 <= network.prefixlen <= _SMALLEST_SUBNET:
-            raise NetworkArgsError(
-                "cidr",
-                self.cidr,
-                f"a VPC's block must be a /16 to a /{_SMALLEST_SUBNET}",
-                "Use a block such as 10.0.0.0/16",
-            )
+        vpc_network(self.cidr)
         if self.zone_names is not None and len(set(self.zone_names)) != len(self.zone_names):
             raise NetworkArgsError(
                 "zone_names", list(self.zone_names), "names a zone twice", "Name each zone once"
@@ -158,10 +107,7 @@ class NetworkArgs:
                 "EKS needs subnets in at least two availability zones",
                 "Use two or more zones",
             )
-        if self.nat not in get_args(NatMode):
-            raise NetworkArgsError(
-                "nat", self.nat, "is not a NAT mode", f"Use one of {', '.join(get_args(NatMode))}"
-            )
+        check_nat_mode(self.nat)
         unknown = [s for s in self.interface_endpoints if s not in get_args(InterfaceService)]
         if unknown:
             raise NetworkArgsError(
@@ -177,7 +123,7 @@ class NetworkArgs:
                 "CloudWatch Logs does not accept that retention",
                 f"Use one of {', '.join(str(d) for d in sorted(_RETENTION_DAYS))}",
             )
-        self.subnet_cidrs()
+        self.layout()
 
 
 class Network(pulumi.ComponentResource):
@@ -247,9 +193,9 @@ class Network(pulumi.ComponentResource):
     def _create(self) -> None:
         args = self._args
         child = pulumi.ResourceOptions(parent=self)
-        public_cidrs, private_cidrs = args.subnet_cidrs()
+        layout = args.layout()
         zone_names = self._zones()
-        zones = [_nth(zone_names, i) for i in range(args.zone_count)]
+        zones = [_nth(zone_names, zone.zone) for zone in layout.zones]
 
         vpc = aws.ec2.Vpc(
             f"{self._name}-vpc",
@@ -273,7 +219,7 @@ class Network(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-            for i, (cidr, zone) in enumerate(zip(public_cidrs, zones, strict=True))
+            for i, (cidr, zone) in enumerate(zip(layout.public_cidrs, zones, strict=True))
         ]
         private = [
             aws.ec2.Subnet(
@@ -291,7 +237,7 @@ class Network(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-            for i, (cidr, zone) in enumerate(zip(private_cidrs, zones, strict=True))
+            for i, (cidr, zone) in enumerate(zip(layout.private_cidrs, zones, strict=True))
         ]
 
         gateway = aws.ec2.InternetGateway(
@@ -315,9 +261,9 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
 
-        nats = self._nat_gateways(public, zones, gateway)
+        nats = self._nat_gateways(layout, public, zones, gateway)
         private_routes: list[aws.ec2.RouteTable] = []
-        for i, (subnet, zone) in enumerate(zip(private, zones, strict=True)):
+        for i, (subnet, zone, place) in enumerate(zip(private, zones, layout.zones, strict=True)):
             table = aws.ec2.RouteTable(
                 f"{self._name}-private-{i}",
                 vpc_id=vpc.id,
@@ -325,14 +271,12 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
             private_routes.append(table)
-            if nats:
-                # With a single NAT every zone leaves through it; per_az keeps traffic in-zone.
-                nat = nats[i] if len(nats) > 1 else nats[0]
+            if place.nat is not None:
                 aws.ec2.Route(
                     f"{self._name}-private-{i}-default",
                     route_table_id=table.id,
                     destination_cidr_block=_ANYWHERE,
-                    nat_gateway_id=nat.id,
+                    nat_gateway_id=nats[place.nat].id,
                     opts=child,
                 )
             aws.ec2.RouteTableAssociation(
@@ -342,9 +286,24 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
 
-        self._endpoints(vpc, private, private_routes)
+        vpc_endpoints(
+            self._name,
+            args.cluster_name,
+            EndpointPlacement(vpc, args.cidr, private, private_routes),
+            args.interface_endpoints,
+            self._region(),
+            self._tags,
+            self,
+        )
         if args.flow_logs:
-            self.flow_log = self._flow_log(vpc)
+            self.flow_log = vpc_flow_log(
+                self._name,
+                vpc,
+                args.cluster_name,
+                args.flow_log_retention_days,
+                self._tags("flow-logs"),
+                self,
+            )
 
         self.vpc_id = vpc.id
         self.vpc_cidr = vpc.cidr_block
@@ -365,142 +324,35 @@ class Network(pulumi.ComponentResource):
             filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
-        return found.names.apply(lambda names: _first_zones(names, count))
+        return found.names.apply(lambda names: first_zones(names, count))
 
     def _nat_gateways(
         self,
+        layout: SubnetLayout,
         public: Sequence[aws.ec2.Subnet],
         zones: Sequence[pulumi.Output[str]],
         gateway: aws.ec2.InternetGateway,
     ) -> list[aws.ec2.NatGateway]:
-        mode = self._args.nat
-        if mode == "none":
-            return []
-        count = len(public) if mode == "per_az" else 1
         nats: list[aws.ec2.NatGateway] = []
-        for i in range(count):
+        for i, zone in enumerate(layout.nat_zones):
             address = aws.ec2.Eip(
                 f"{self._name}-nat-{i}",
                 domain="vpc",
-                tags=self._tags(zones[i].apply(lambda z: f"nat-{z}")),
+                tags=self._tags(zones[zone].apply(lambda z: f"nat-{z}")),
                 opts=pulumi.ResourceOptions(parent=self),
             )
             nats.append(
                 aws.ec2.NatGateway(
                     f"{self._name}-nat-{i}",
                     allocation_id=address.id,
-                    subnet_id=public[i].id,
-                    tags=self._tags(zones[i].apply(lambda z: f"nat-{z}")),
+                    subnet_id=public[zone].id,
+                    tags=self._tags(zones[zone].apply(lambda z: f"nat-{z}")),
                     # A NAT gateway forwards through the internet gateway; AWS asks that it
                     # exist first.
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]),
                 )
             )
         return nats
-
-    def _endpoints(
-        self,
-        vpc: aws.ec2.Vpc,
-        private: Sequence[aws.ec2.Subnet],
-        private_routes: Sequence[aws.ec2.RouteTable],
-    ) -> None:
-        args = self._args
-        child = pulumi.ResourceOptions(parent=self)
-        region = self._region()
-        # Image layers come from S3: the gateway endpoint is free and keeps pulls off the NAT.
-        aws.ec2.VpcEndpoint(
-            f"{self._name}-s3",
-            vpc_id=vpc.id,
-            service_name=_service_name(region, "s3"),
-            vpc_endpoint_type="Gateway",
-            route_table_ids=[t.id for t in private_routes],
-            tags=self._tags("s3"),
-            opts=child,
-        )
-        if not args.interface_endpoints:
-            return
-        group = aws.ec2.SecurityGroup(
-            f"{self._name}-endpoints",
-            vpc_id=vpc.id,
-            description=f"HTTPS from {args.cluster_name}'s VPC to its interface endpoints",
-            ingress=[
-                {
-                    "description": "HTTPS from the VPC",
-                    "protocol": "tcp",
-                    "from_port": 443,
-                    "to_port": 443,
-                    "cidr_blocks": [args.cidr],
-                }
-            ],
-            tags=self._tags("endpoints"),
-            opts=child,
-        )
-        for service in dict.fromkeys(args.interface_endpoints):
-            aws.ec2.VpcEndpoint(
-                f"{self._name}-{service.replace('.', '-')}",
-                vpc_id=vpc.id,
-                service_name=_service_name(region, service),
-                vpc_endpoint_type="Interface",
-                private_dns_enabled=True,
-                subnet_ids=[s.id for s in private],
-                security_group_ids=[group.id],
-                tags=self._tags(service),
-                opts=child,
-            )
-
-    def _flow_log(self, vpc: aws.ec2.Vpc) -> aws.ec2.FlowLog:
-        args = self._args
-        child = pulumi.ResourceOptions(parent=self)
-        group = aws.cloudwatch.LogGroup(
-            f"{self._name}-flow-logs",
-            name=f"/aws/vpc-flow-logs/{args.cluster_name}",
-            retention_in_days=args.flow_log_retention_days,
-            tags=self._tags("flow-logs"),
-            opts=child,
-        )
-        role = aws.iam.Role(
-            f"{self._name}-flow-logs",
-            assume_role_policy=trust_policy("vpc-flow-logs.amazonaws.com"),
-            tags=self._tags("flow-logs"),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{self._name}-flow-logs",
-            role=role.id,
-            policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Action": [
-                                "logs:CreateLogStream",
-                                "logs:PutLogEvents",
-                                "logs:DescribeLogStreams",
-                            ],
-                            "Resource": [group.arn, group.arn.apply(lambda arn: f"{arn}:*")],
-                        },
-                        {
-                            # Listing log groups cannot be scoped to one group.
-                            "Effect": "Allow",
-                            "Action": "logs:DescribeLogGroups",
-                            "Resource": "*",
-                        },
-                    ],
-                }
-            ),
-            opts=child,
-        )
-        return aws.ec2.FlowLog(
-            f"{self._name}-flow-logs",
-            vpc_id=vpc.id,
-            traffic_type="ALL",
-            log_destination_type="cloud-watch-logs",
-            log_destination=group.arn,
-            iam_role_arn=role.arn,
-            tags=self._tags("flow-logs"),
-            opts=child,
-        )
 
     def _region(self) -> pulumi.Output[str]:
         if self._args.region is not None:
@@ -519,23 +371,8 @@ class Network(pulumi.ComponentResource):
         return tags
 
 
-def _first_zones(names: Sequence[str], count: int) -> list[str]:
-    if len(names) < count:
-        raise NetworkArgsError(
-            "availability_zones",
-            count,
-            f"the region has only {len(names)} available zones ({', '.join(names)})",
-            "Lower availability_zones, or name the zones with zone_names",
-        )
-    return list(names[:count])
-
-
 def _nth(names: pulumi.Output[list[str]], index: int) -> pulumi.Output[str]:
     return names.apply(lambda found: found[index])
-
-
-def _service_name(region: pulumi.Output[str], service: str) -> pulumi.Output[str]:
-    return region.apply(lambda name: f"com.amazonaws.{name}.{service}")
 
 
 def _distinct(zones: Sequence[str]) -> list[str]:

@@ -7,13 +7,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from fermion.components.network import (
-    Network,
-    NetworkArgs,
-    NetworkArgsError,
-    SubnetLayoutError,
-    _first_zones,
-)
+from fermion.components.network import Network, NetworkArgs
+from fermion.components.subnet_layout import NetworkArgsError, SubnetLayoutError
 from fermion.environments.errors import FermionError
 
 from .conftest import Recorder, resolve, settle
@@ -273,16 +268,6 @@ def test_zone_names_given_are_used_without_a_lookup(mocks: Recorder) -> None:
     assert GET_ZONES not in {c.token for c in mocks.calls}
 
 
-def test_a_region_with_too_few_zones_is_a_clear_error() -> None:
-    # The check runs on the looked-up names; a failed registration would outlive the test, so
-    # the check is exercised directly.
-    assert _first_zones(ZONES, 3) == ZONES[:3]
-    with pytest.raises(
-        NetworkArgsError, match=r"only 2 available zones \(us-west-2a, us-west-2b\)"
-    ):
-        _first_zones(ZONES[:2], 3)
-
-
 def test_an_existing_vpc_is_passed_through(mocks: Recorder) -> None:
     mocks.call_results["aws:ec2/getVpc:getVpc"] = {"id": "vpc-0abc1234", "cidrBlock": "10.8.0.0/16"}
     mocks.call_results["aws:ec2/getSubnet:getSubnet"] = {
@@ -346,7 +331,8 @@ def test_the_largest_layout_that_fits_is_accepted() -> None:
         subnet_prefix_length=27,
         availability_zones=4,
     )
-    public, private = args.subnet_cidrs()
+    layout = args.layout()
+    public, private = layout.public_cidrs, layout.private_cidrs
     assert public == ["10.0.0.0/27", "10.0.0.32/27", "10.0.0.64/27", "10.0.0.96/27"]
     assert private == ["10.0.0.128/27", "10.0.0.160/27", "10.0.0.192/27", "10.0.0.224/27"]
 
