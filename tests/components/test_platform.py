@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fermion.components.platform import ENVIRONMENT_TAG, Platform, PlatformArgs
+from fermion.components.from_spec import ENVIRONMENT_TAG
+from fermion.components.platform import Platform, PlatformArgs
 from fermion.environments import load_shapes
 from fermion.environments.stack_files import parse_environment
 
