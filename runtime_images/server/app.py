@@ -46,6 +46,7 @@ log = logging.getLogger("fermion.server")
 
 _PROMETHEUS = ((b"content-type", b"text/plain; version=0.0.4"),)
 _OCTETS = (b"content-type", b"application/octet-stream")
+_CLOSE = (b"connection", b"close")
 
 
 class ServingApp:
@@ -56,6 +57,7 @@ class ServingApp:
         self.metrics = Metrics()
         self.models = {m.name: ModelRuntime(m, self.metrics) for m in config.models}
         self.draining = False
+        self._closing = False
         self.load_error: str | None = None
         self.on_load_failure: Callable[[], None] = lambda: None
         self.on_ready: Callable[[ServingApp], None] = lambda app: None
@@ -110,10 +112,13 @@ class ServingApp:
             await runtime.stop()
 
     def begin_drain(self) -> None:
-        """Stop being ready and refuse new work; requests in flight finish."""
-        if not self.draining:
-            log.info("draining: %d requests in flight", self.in_flight)
+        """Stop being ready; requests go on being served until the listener closes."""
         self.draining = True
+
+    def begin_close(self) -> None:
+        """The listener has closed: every answer from now on closes its connection."""
+        self.draining = True
+        self._closing = True
 
     # --- routes -------------------------------------------------------------------------------
 
@@ -194,16 +199,10 @@ class ServingApp:
             )
         except ClientDisconnected:
             return  # nobody is left to answer
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": [
-                    *response.headers,
-                    (b"content-length", str(len(response.body)).encode()),
-                ],
-            }
-        )
+        out = [*response.headers, (b"content-length", str(len(response.body)).encode())]
+        if self._closing:
+            out.append(_CLOSE)
+        await send({"type": "http.response.start", "status": response.status, "headers": out})
         await send({"type": "http.response.body", "body": response.body})
 
     def _authorize(self, headers: Mapping[bytes, bytes]) -> None:
@@ -274,8 +273,6 @@ class ServingApp:
 
     async def _infer(self, request: Request) -> Response:
         runtime = self._model(request)
-        if self.draining:
-            raise Unavailable("the server is shutting down; retry on another replica")
         started = time.perf_counter()
         header_length = _int_header(request.headers, b"inference-header-content-length")
         protocol = "json" if header_length is None else "binary"

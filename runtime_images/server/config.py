@@ -24,6 +24,9 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 # How long a SIGTERM'd server drains before it exits. A pod's terminationGracePeriodSeconds must
 # be at least this, or the kubelet kills the server mid-drain.
 DEFAULT_GRACE_PERIOD_S = 30.0
+# How long a SIGTERM'd server keeps accepting connections (not ready, but serving) before it
+# closes its listener, so requests already on their way are served, not refused.
+DEFAULT_DRAIN_DELAY_S = 1.0
 
 
 class ConfigError(ValueError):
@@ -122,6 +125,7 @@ class ServerConfig:
     port: int = 8080
     max_request_bytes: int = 64 * 1024 * 1024
     grace_period_s: float = DEFAULT_GRACE_PERIOD_S
+    drain_delay_s: float = DEFAULT_DRAIN_DELAY_S
     auth_tokens: tuple[str, ...] = ()
     workers: int = 1
     log_level: str = "info"
@@ -138,6 +142,8 @@ class ServerConfig:
             )
         if self.grace_period_s < 0:
             raise ConfigError(f"grace_period_s must be 0 or more, not {self.grace_period_s:g}")
+        if self.drain_delay_s < 0:
+            raise ConfigError(f"drain_delay_s must be 0 or more, not {self.drain_delay_s:g}")
         if self.workers < 1:
             raise ConfigError(f"workers must be at least 1, not {self.workers}")
         names = [m.name for m in self.models]
@@ -202,6 +208,7 @@ def with_overrides(config: ServerConfig, **values: Any) -> ServerConfig:
 
 __all__ = [
     "DATATYPES",
+    "DEFAULT_DRAIN_DELAY_S",
     "DEFAULT_GRACE_PERIOD_S",
     "ConfigError",
     "ModelConfig",

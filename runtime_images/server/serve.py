@@ -1,14 +1,22 @@
 """Running the server: uvicorn with fermion's lifecycle.
 
-Live as soon as the process listens; ready once every model has loaded and warmed up. On SIGTERM
-(or Ctrl-C) the server turns not-ready at once, answers new requests with 503, lets the requests
-in flight finish, and exits 0 when none is left or the grace period is over. A second signal
-exits at once. A model that fails to load stops the process with exit code 1.
+Live as soon as the process listens; ready once every model has loaded and warmed up. On SIGTERM:
+1. the server turns not-ready at once, and goes on serving every request that reaches it;
+2. after `drain_delay_s` (none for Ctrl-C) it closes its listener, first taking in the
+   connections the kernel has already accepted, so none is reset;
+3. every response from then on says `Connection: close`, so each keep-alive connection closes
+   cleanly after its last answer; a connection that stays idle for `IDLE_CLOSE_S` is closed;
+4. it exits 0 once the requests in flight are answered, or when the grace period is over.
+A second signal exits at once. A model that fails to load stops the process with exit code 1.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
+import socket
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -21,16 +29,29 @@ from .config import ServerConfig
 
 log = logging.getLogger("fermion.server")
 
+# How long a keep-alive connection that is idle when the listener closes may still send one
+# last request before it is closed: a busy client sends its next one within milliseconds.
+IDLE_CLOSE_S = 0.5
+_POLL_S = 0.01
+
 
 class FermionServer(uvicorn.Server):
-    """uvicorn's server, with drain-before-exit and exit-on-load-failure."""
+    """uvicorn's server, with the drain above and exit-on-load-failure."""
 
-    def __init__(self, config: uvicorn.Config, app: ServingApp, grace_period_s: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        app: ServingApp,
+        grace_period_s: float,
+        drain_delay_s: float = 0.0,
+    ) -> None:
         super().__init__(config)
         self.app = app
         self.grace_period_s = grace_period_s
+        self.drain_delay_s = drain_delay_s
         self.exit_code = 0
-        self._drain_deadline: float | None = None
+        self._deadline: float | None = None  # when the grace period ends
+        self._close_at: float | None = None  # when the listener closes
         app.on_load_failure = self._load_failed
 
     def _load_failed(self) -> None:
@@ -38,21 +59,111 @@ class FermionServer(uvicorn.Server):
         self.should_exit = True
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._drain_deadline is not None:  # a second signal: stop now
+        if self._deadline is not None:  # a second signal: stop now
+            self.force_exit = True
             super().handle_exit(sig, frame)
             return
-        self._drain_deadline = time.monotonic() + self.grace_period_s
+        now = time.monotonic()
+        # Ctrl-C is a person at a terminal; SIGTERM is an orchestrator whose load balancer may
+        # still be sending requests this way for a moment.
+        delay = self.drain_delay_s if sig == signal.SIGTERM else 0.0
+        self._deadline = now + self.grace_period_s
+        self._close_at = now + min(delay, self.grace_period_s)
+        log.info(
+            "draining: not ready; %d requests in flight; the listener closes in %g s",
+            self.app.in_flight,
+            self._close_at - now,
+        )
         self.app.begin_drain()
 
     async def on_tick(self, counter: int) -> bool:
-        deadline = self._drain_deadline
-        if deadline is not None and not self.should_exit:
-            idle = self.app.in_flight == 0
-            if idle or time.monotonic() >= deadline:
-                if not idle:
-                    log.warning("grace period over with %d requests in flight", self.app.in_flight)
-                self.should_exit = True
+        if self._close_at is not None and time.monotonic() >= self._close_at:
+            self.should_exit = True
         return await super().on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Close the listener, let every connection finish its last answer, then stop the app."""
+        deadline = self._deadline
+        if deadline is None:  # a failed load, not a signal
+            deadline = time.monotonic() + self.grace_period_s
+        await self._close_listeners(sockets)
+        self.app.begin_close()
+        await self._close_idle(deadline)
+        connections = self.server_state.connections
+        while connections and not self.force_exit and time.monotonic() < deadline:
+            await asyncio.sleep(_POLL_S)
+        if connections:
+            log.warning(
+                "grace period over with %d requests in flight; closing %d connections",
+                self.app.in_flight,
+                len(connections),
+            )
+            for connection in list(connections):
+                connection.shutdown()
+        for task in list(self.server_state.tasks):
+            task.cancel(msg="the grace period is over")
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+        log.info("drained; exiting with code %d", self.exit_code)
+
+    async def _close_listeners(self, sockets: list[socket.socket] | None) -> None:
+        # A copy of each listening socket keeps it open while the loop stops accepting; the
+        # connections the kernel completed meanwhile are then taken in rather than reset.
+        listeners = [
+            socket.socket(fileno=os.dup(s.fileno()))
+            for server in self.servers
+            for s in server.sockets or ()
+        ]
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        await asyncio.sleep(0)  # let the loop drop its own handles
+        accepted: list[socket.socket] = []
+        for listener in listeners:
+            listener.setblocking(False)
+            while True:
+                try:
+                    accepted.append(listener.accept()[0])
+                except OSError:  # BlockingIOError: nothing left to accept
+                    break
+            listener.close()
+        loop = asyncio.get_running_loop()
+        for sock in accepted:
+            await loop.connect_accepted_socket(self._protocol, sock)
+        log.info(
+            "listener closed; %d connections open, %d requests in flight",
+            len(self.server_state.connections),
+            self.app.in_flight,
+        )
+
+    def _protocol(self) -> asyncio.Protocol:
+        # What uvicorn's own listener makes for each connection.
+        protocol: asyncio.Protocol = self.config.http_protocol_class(  # type: ignore[call-arg]
+            config=self.config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+        return protocol
+
+    async def _close_idle(self, deadline: float) -> None:
+        """Give each idle connection a moment to send one last request, then close it."""
+        idle = {c: getattr(c, "cycle", None) for c in self.server_state.connections if _idle(c)}
+        until = min(deadline, time.monotonic() + IDLE_CLOSE_S)
+        while idle and not self.force_exit and time.monotonic() < until:
+            await asyncio.sleep(_POLL_S)
+            for connection, cycle in list(idle.items()):
+                # Closed, or busy with a request whose answer will close it.
+                busy = getattr(connection, "cycle", None) is not cycle
+                if busy or connection not in self.server_state.connections:
+                    del idle[connection]
+        for connection in idle:
+            if _idle(connection):
+                connection.shutdown()
+
+
+def _idle(connection: Any) -> bool:
+    """No request on the connection: none yet, or its last one answered."""
+    cycle = getattr(connection, "cycle", None)
+    return cycle is None or bool(cycle.response_complete)
 
 
 def build_server(
@@ -68,15 +179,13 @@ def build_server(
         log_level=config.log_level,
         access_log=config.access_log,
         lifespan="on",
-        # Connections left open after the drain get this long to finish their last response.
-        timeout_graceful_shutdown=max(1, int(config.grace_period_s)),
         server_header=False,
         date_header=False,
         # No proxy-header rewriting: the server never reads the client's address.
         proxy_headers=False,
         **_fast_stack(),
     )
-    return FermionServer(uv_config, app, config.grace_period_s)
+    return FermionServer(uv_config, app, config.grace_period_s, config.drain_delay_s)
 
 
 def _fast_stack() -> dict[str, Any]:

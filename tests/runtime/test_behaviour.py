@@ -239,9 +239,9 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(
     assert in_flight is not None and int(in_flight.group(1)) >= 1
     assert ready.status == 503
     assert "shutting down" in ready.json()["error"]
-    assert late.status == 503 and late.headers.get("retry-after") == "1"
+    assert late.status == 200  # served: it reached the server before the listener closed
     assert [a.status for a in answers] == [200] * 8  # no request lost
-    assert all(a.json()["outputs"][0]["data"] == [2.0] for a in answers)
+    assert all(a.json()["outputs"][0]["data"] == [2.0] for a in [*answers, late])
     assert server.process.wait(timeout=30) == 0
 
 
