@@ -81,7 +81,7 @@ def _render(
     template_dir: Path | None,
 ) -> RenderedContext:
     from fermion.runtime_images.render import model_config, render
-    from fermion.runtime_images.server.config import ConfigError, ModelConfig, parse_tensor_spec
+    from fermion.runtime_images.server.config import ConfigError, model_config_from_options
 
     if service is not None:
         if env is None:
@@ -107,12 +107,8 @@ def _render(
     if image is None or model is None:
         raise ImageOptionsError("give a SERVICE with --env, or both --image and --model")
     try:
-        config = ModelConfig(
-            name=name if name is not None else (model.stem or "model"),
-            path=str(model),
-            inputs=tuple(parse_tensor_spec(t) for t in inputs or []),
-            handler=handler,
-            format="handler" if handler is not None else "auto",
+        config = model_config_from_options(
+            str(model), {"name": name, "inputs": inputs, "handler": handler}
         )
     except ConfigError as exc:
         raise ImageOptionsError(str(exc)) from None

@@ -18,12 +18,16 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from fermion.cli.console import out
+from fermion.cli.server_options import ServerOptionValues, with_server_options
 from fermion.environments.errors import FermionError
+
+if TYPE_CHECKING:
+    from fermion.runtime_images.server.config import ServerConfig
 
 _SERVE_MODULES = ("torch", "numpy", "orjson", "uvicorn")
 _INLINE_ELEMENTS = 16
@@ -47,6 +51,15 @@ class ServeOptionsError(FermionError):
         super().__init__(f"{problem}. See `fermion serve --help`")
 
 
+def image_for_device(device: str) -> str:
+    """The runtime image whose context `fermion serve` renders for `device`: the image a GPU
+    shape gets when the device is CUDA (cuda or cuda:N), the image a CPU shape gets otherwise."""
+    from fermion.environments.shapes import CPU_IMAGE, CUDA_IMAGE
+
+    return CUDA_IMAGE if device.partition(":")[0] == "cuda" else CPU_IMAGE
+
+
+@with_server_options(defaults={"host": "127.0.0.1", "log_level": "warning"})
 def serve(
     target: Annotated[
         Path,
@@ -56,31 +69,6 @@ def serve(
             show_default=False,
         ),
     ],
-    name: Annotated[
-        str | None, typer.Option(help="Model name in URLs. Default: from TARGET.")
-    ] = None,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    max_batch_size: Annotated[int, typer.Option(help="Samples per batch.")] = 8,
-    max_delay_ms: Annotated[float, typer.Option(help="Longest wait to fill a batch.")] = 5.0,
-    inputs: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--input",
-            help="An input tensor NAME:DTYPE:SHAPE, e.g. input__0:FP32:-1,256; repeat for more. "
-            "TorchScript needs it; torch.export files and handlers declare their own.",
-            show_default=False,
-        ),
-    ] = None,
-    handler: Annotated[
-        str | None,
-        typer.Option(help="FILE.py:CLASS with load/preprocess/predict/postprocess hooks."),
-    ] = None,
-    device: Annotated[
-        str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")
-    ] = "auto",
-    workers: Annotated[int, typer.Option(help="Server processes sharing the port.")] = 1,
-    timeout_s: Annotated[float, typer.Option(help="Per-request time limit (504 after).")] = 30.0,
     image: Annotated[
         str | None, typer.Option(help="Runtime image whose context to run. Default: by device.")
     ] = None,
@@ -88,60 +76,45 @@ def serve(
         Path | None,
         typer.Option(help="Keep the rendered context in this folder (default: a temporary one)."),
     ] = None,
+    *,
+    options: ServerOptionValues,
 ) -> None:
     """Serve a model locally over the Open Inference Protocol (KServe V2), as the image would."""
     missing = [m for m in _SERVE_MODULES if importlib.util.find_spec(m) is None]
     if missing:
         raise ServeDependencyError(missing)
     from fermion.runtime_images.render import render
-    from fermion.runtime_images.server.__main__ import default_model_name
-    from fermion.runtime_images.server.config import ConfigError, ModelConfig, parse_tensor_spec
+    from fermion.runtime_images.server.config import (
+        ConfigError,
+        ServerConfig,
+        model_config_from_options,
+        server_config_from_options,
+        tokens_from_environment,
+    )
+    from fermion.runtime_images.server.options import to_argv
 
     if not target.exists():
         raise ServeOptionsError(f"model path {target} does not exist")
+    if options["auth_token_file"] is not None:
+        # The server runs inside the rendered context, not in this folder.
+        options["auth_token_file"] = Path(options["auth_token_file"]).resolve()
     try:
-        config = ModelConfig(
-            name=name if name is not None else default_model_name(str(target)),
-            path=str(target.resolve()),
-            inputs=tuple(parse_tensor_spec(text) for text in inputs or []),
-            handler=handler,
-            format="handler" if handler is not None else "auto",
-            max_batch_size=max_batch_size,
-            max_delay_ms=max_delay_ms,
-            timeout_s=timeout_s,
-            device=device,
-        )
+        model = model_config_from_options(str(target.resolve()), options)
+        config = server_config_from_options(ServerConfig(models=(model,)), options)
+        tokens_from_environment(token_file=options["auth_token_file"])  # a readable file
     except ConfigError as exc:
         raise ServeOptionsError(str(exc)) from None
-    chosen = (
-        image
-        if image is not None
-        else ("torch-cuda12" if device.startswith("cuda") else "torch-cpu")
-    )
+    chosen = image if image is not None else image_for_device(model.device)
     with tempfile.TemporaryDirectory(prefix="fermion-serve-") as scratch:
         folder = context if context is not None else Path(scratch) / "context"
-        rendered = render(chosen, config, folder)
+        rendered = render(chosen, model, folder)
         out.print(f"fermion serve: {target} in the {chosen} context {rendered.tag} ...")
-        code = _run(rendered.path, config.name, host, port, workers)
+        code = _run(rendered.path, config, to_argv(options, scope="server"))
     raise typer.Exit(code)
 
 
-def _run(folder: Path, model: str, host: str, port: int, workers: int) -> int:
-    command = [
-        sys.executable,
-        "-m",
-        "server",
-        "--config",
-        "serving.json",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-    ]
+def _run(folder: Path, config: ServerConfig, server_args: list[str]) -> int:
+    command = [sys.executable, "-m", "server", "--config", "serving.json", *server_args]
     # Its own session: a Ctrl-C reaches fermion serve, which passes it on once.
     process = subprocess.Popen(command, cwd=folder, start_new_session=True)
 
@@ -151,7 +124,9 @@ def _run(folder: Path, model: str, host: str, port: int, workers: int) -> int:
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        base = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0', '::') else host}:{port}"
+        host = "localhost" if config.host in ("127.0.0.1", "0.0.0.0", "::") else config.host
+        base = f"http://{host}:{config.port}"
+        model = config.models[0].name
         metadata = _wait_ready(process, base, model)
         if metadata is not None:
             _announce(base, model, metadata)

@@ -10,7 +10,6 @@ import argparse
 import logging
 import multiprocessing
 import os
-import re
 import signal
 import socket
 import sys
@@ -21,12 +20,13 @@ from typing import TYPE_CHECKING
 
 from .config import (
     ConfigError,
-    ModelConfig,
     ServerConfig,
     load_config_file,
-    parse_tensor_spec,
+    model_config_from_options,
+    server_config_from_options,
     tokens_from_environment,
 )
+from .options import OPTIONS, add_options, option_values
 
 if TYPE_CHECKING:
     from .app import ServingApp
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("fermion.server")
 
 
-def _parser(prog: str = "fermion-server") -> argparse.ArgumentParser:
+def build_parser(prog: str = "fermion-server") -> argparse.ArgumentParser:
+    """The entrypoint's options: the model or a serving.json, then the shared OPTIONS."""
     p = argparse.ArgumentParser(
         prog=prog,
         description="Serve a torch model over the Open Inference Protocol (KServe V2) REST API.",
@@ -46,103 +47,26 @@ def _parser(prog: str = "fermion-server") -> argparse.ArgumentParser:
         "a model folder; with --handler, the folder passed to the handler's load()",
     )
     p.add_argument("--config", type=Path, help="serving.json with the server and its models")
-    p.add_argument("--name", help="model name in URLs (default: from the file name)")
-    p.add_argument("--model-version", default=None, help="model version (default: 1)")
-    p.add_argument(
-        "--handler", help="FILE.py:CLASS or MODULE:CLASS with load/preprocess/predict/postprocess"
-    )
-    p.add_argument("--format", choices=("auto", "torchscript", "export", "handler"))
-    p.add_argument(
-        "--input",
-        action="append",
-        default=[],
-        metavar="NAME:DTYPE:SHAPE",
-        help="an input tensor, e.g. input__0:FP32:-1,256 (repeat for more)",
-    )
-    p.add_argument("--host", help="address to listen on (default: 0.0.0.0)")
-    p.add_argument("--port", type=int, help="port (default: 8080)")
-    p.add_argument("--max-batch-size", type=int, help="samples per batch (default: 8)")
-    p.add_argument("--max-delay-ms", type=float, help="longest wait to fill a batch (default: 5)")
-    p.add_argument("--max-queue", type=int, help="queued requests before 429 (default: 512)")
-    p.add_argument("--timeout-s", type=float, help="per-request time limit, 504 after (default 30)")
-    p.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"))
-    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    p.add_argument(
-        "--predict-thread",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="run the model on its own thread (default: on CUDA only)",
-    )
-    p.add_argument("--workers", type=int, help="server processes sharing the port (default: 1)")
-    p.add_argument("--max-request-bytes", type=int, help="largest request body (default: 64 MiB)")
-    p.add_argument("--grace-period-s", type=float, help="drain time on SIGTERM (default: 30)")
-    p.add_argument(
-        "--auth-token-file",
-        type=Path,
-        help="file of bearer tokens, one per line (also $FERMION_AUTH_TOKENS, comma-separated)",
-    )
-    p.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"))
-    p.add_argument("--access-log", action="store_true", default=None, help="log every request")
+    add_options(p)
     return p
-
-
-def default_model_name(model: str) -> str:
-    """A model name from its file or folder name: `classifier.pt` serves as `classifier`."""
-    stem = Path(model.rstrip("/")).stem or "model"
-    name = re.sub(r"[^A-Za-z0-9_.-]", "-", stem).strip("-.") or "model"
-    return name if name[0].isalnum() else f"m{name}"
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """Merge a serving.json (if any) with the command line; flags win."""
-    if args.config is not None:
-        base = load_config_file(args.config)
-    elif args.model is None:
-        raise ConfigError("give a model path, or --config serving.json")
-    else:
-        base = ServerConfig(
-            models=(ModelConfig(name=default_model_name(args.model), path=args.model),)
-        )
-    model = base.models[0]
-    if len(base.models) > 1 and any(
-        v is not None for v in (args.model, args.name, args.handler, args.max_batch_size)
-    ):
+    values = option_values(args)
+    base = load_config_file(args.config) if args.config is not None else None
+    models = base.models if base is not None else ()
+    model_flags = args.model is not None or any(
+        values[o.field] is not None for o in OPTIONS if o.scope == "model"
+    )
+    if len(models) > 1 and model_flags:
         raise ConfigError("model flags apply to a config with one model; edit serving.json")
-    model_fields = {
-        "path": args.model,
-        "name": args.name,
-        "version": args.model_version,
-        "handler": args.handler,
-        "format": args.format,
-        "max_batch_size": args.max_batch_size,
-        "max_delay_ms": args.max_delay_ms,
-        "max_queue": args.max_queue,
-        "timeout_s": args.timeout_s,
-        "device": args.device,
-        "precision": args.precision,
-        "compile": args.compile,
-        "predict_thread": args.predict_thread,
-    }
-    if args.input:
-        model_fields["inputs"] = tuple(parse_tensor_spec(t) for t in args.input)
-    if args.handler is not None and args.format is None:
-        model_fields["format"] = "handler"
-    model = replace(model, **{k: v for k, v in model_fields.items() if v is not None})
-    server_fields = {
-        "host": args.host,
-        "port": args.port,
-        "workers": args.workers,
-        "max_request_bytes": args.max_request_bytes,
-        "grace_period_s": args.grace_period_s,
-        "log_level": args.log_level,
-        "access_log": args.access_log,
-    }
+    model = model_config_from_options(args.model, values, models[0] if models else None)
     tokens = tokens_from_environment(token_file=args.auth_token_file)
     if tokens:
-        server_fields["auth_tokens"] = tokens
-    models = (model, *base.models[1:])
-    return replace(base, models=models, **{k: v for k, v in server_fields.items() if v is not None})
+        values["auth_tokens"] = tokens
+    server = base if base is not None else ServerConfig(models=(model,))
+    return server_config_from_options(replace(server, models=(model, *models[1:])), values)
 
 
 def _serve_workers(config: ServerConfig) -> int:
@@ -183,7 +107,7 @@ def main(
     prog: str = "fermion-server",
 ) -> int:
     """Parse options and serve; `on_ready` runs once every model is warm (one worker only)."""
-    parser = _parser(prog)
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)

@@ -201,9 +201,50 @@ def tokens_from_environment(
     return tuple(tokens)
 
 
-def with_overrides(config: ServerConfig, **values: Any) -> ServerConfig:
-    """A copy of `config` with the given server fields set; None leaves a field as it is."""
-    return replace(config, **{k: v for k, v in values.items() if v is not None})
+def default_model_name(path: str) -> str:
+    """A model's name from its file or folder name: `classifier.pt` serves as `classifier`."""
+    stem = Path(path.rstrip("/")).stem or "model"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", stem).strip("-.") or "model"
+    return name if name[0].isalnum() else f"m{name}"
+
+
+_MODEL_FIELDS = frozenset(f.name for f in fields(ModelConfig))
+_SERVER_FIELDS = frozenset(f.name for f in fields(ServerConfig)) - {"models"}
+
+
+def model_config_from_options(
+    path: str | None, options: Mapping[str, Any], base: ModelConfig | None = None
+) -> ModelConfig:
+    """A model's settings from command-line options, over `base` (a serving.json's model) or,
+    without one, over the defaults for the model at `path`.
+
+    `options` maps ModelConfig's field names to values; None leaves a setting as it is, and
+    other keys are ignored. `inputs` are NAME:DTYPE:SHAPE texts. A handler without a format
+    means the handler format. Raises ConfigError.
+    """
+    given = {k: v for k, v in options.items() if k in _MODEL_FIELDS and v is not None}
+    if given.get("inputs"):
+        given["inputs"] = tuple(parse_tensor_spec(str(text)) for text in given["inputs"])
+    else:
+        given.pop("inputs", None)
+    if given.get("handler") is not None and "format" not in given:
+        given["format"] = "handler"
+    if path is not None:
+        given["path"] = path
+    if base is None:
+        if path is None:
+            raise ConfigError("give a model path, or --config serving.json")
+        base = ModelConfig(name=default_model_name(path), path=path)
+    return replace(base, **given)
+
+
+def server_config_from_options(base: ServerConfig, options: Mapping[str, Any]) -> ServerConfig:
+    """`base` with the server settings that `options` gives (keys are ServerConfig's field
+    names; None leaves a setting as it is, and other keys are ignored). Raises ConfigError."""
+    given = {k: v for k, v in options.items() if k in _SERVER_FIELDS and v is not None}
+    if "auth_tokens" in given:
+        given["auth_tokens"] = tuple(given["auth_tokens"])
+    return replace(base, **given)
 
 
 __all__ = [
@@ -214,8 +255,10 @@ __all__ = [
     "ModelConfig",
     "ServerConfig",
     "TensorSpec",
+    "default_model_name",
     "load_config_file",
+    "model_config_from_options",
     "parse_tensor_spec",
+    "server_config_from_options",
     "tokens_from_environment",
-    "with_overrides",
 ]

@@ -1,0 +1,138 @@
+"""`fermion serve`: the server's own options, the image by device, one model config, a taken
+port, and a ready line whose curl carries the token."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import fermion.cli.serve as serve_module
+from fermion.cli import app
+from fermion.cli.serve import image_for_device
+from fermion.environments.shapes import CPU_IMAGE, CUDA_IMAGE
+from fermion.runtime_images.server.config import ServerConfig
+from fermion.runtime_images.server.options import OPTIONS
+
+from ..runtime.conftest import free_port
+
+runner = CliRunner()
+
+
+@dataclass
+class Started:
+    folder: Path
+    config: ServerConfig
+    args: list[str]
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[Started]:
+    """Runs of `fermion serve` up to starting the server, which is recorded, not started."""
+    runs: list[Started] = []
+
+    def record(folder: Path, config: ServerConfig, args: list[str]) -> int:
+        runs.append(Started(folder, config, args))
+        return 0
+
+    monkeypatch.setattr(serve_module, "_run", record)
+    return runs
+
+
+def _serving(run: Started) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((run.folder / "serving.json").read_text())
+    return data
+
+
+def test_serve_offers_every_server_option_with_the_servers_help() -> None:
+    command = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    params = {p.name: p for p in command.params}
+    for option in OPTIONS:
+        param = params[option.field]
+        assert option.flag in param.opts, option.flag
+        default = {"host": "127.0.0.1", "log_level": "warning"}.get(option.field)
+        assert param.help == option.help_text(default)
+    assert "--no-predict-thread" in params["predict_thread"].secondary_opts
+
+
+def test_serve_hands_server_options_to_the_server_and_model_options_to_serving_json(
+    tmp_path: Path, started: list[Started], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"not loaded here")
+    tokens = tmp_path / "tokens"
+    tokens.write_text("t0k3n\n")
+    monkeypatch.chdir(tmp_path)  # a relative token file resolves from here, not the context
+    result = runner.invoke(
+        app,
+        [
+            "serve", str(model), "--context", str(tmp_path / "ctx"),
+            "--precision", "fp16", "--max-queue", "3", "--no-predict-thread",
+            "--max-request-bytes", "2048", "--grace-period-s", "5", "--access-log",
+            "--auth-token-file", "tokens", "--port", str(free_port()),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (run,) = started
+    served = _serving(run)["models"][0]
+    assert (served["precision"], served["max_queue"], served["predict_thread"]) == (
+        "fp16",
+        3,
+        False,
+    )
+    args = run.args
+    assert args[args.index("--max-request-bytes") + 1] == "2048"
+    assert args[args.index("--grace-period-s") + 1] == "5.0"
+    assert args[args.index("--auth-token-file") + 1] == str(tokens)
+    assert "--access-log" in args and "--precision" not in args
+    assert args[args.index("--host") + 1] == "127.0.0.1"
+
+
+def test_serve_rejects_what_the_server_would_with_a_pointer_to_help(tmp_path: Path) -> None:
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"")
+    result = runner.invoke(app, ["serve", str(model), "--max-request-bytes", "10"])
+    assert result.exit_code == 1
+    assert "max_request_bytes must be at least 1024" in result.stderr
+    assert "fermion serve --help" in result.stderr
+
+
+def test_every_entrypoint_names_a_model_alike(tmp_path: Path, started: list[Started]) -> None:
+    from fermion.runtime_images.server.__main__ import build_parser, config_from_args
+
+    model = tmp_path / "my model.pt"
+    model.write_bytes(b"")
+    served = runner.invoke(app, ["serve", str(model), "--context", str(tmp_path / "s")])
+    assert served.exit_code == 0, served.output
+    out = tmp_path / "r"
+    rendered = runner.invoke(
+        app, ["image", "render", "--image", "torch-cpu", "--model", str(model), "-o", str(out)]
+    )
+    assert rendered.exit_code == 0, rendered.output
+    entrypoint = config_from_args(build_parser().parse_args([str(model)]))
+    names = {
+        _serving(started[0])["models"][0]["name"],
+        json.loads((tmp_path / "r" / "serving.json").read_text())["models"][0]["name"],
+        entrypoint.models[0].name,
+    }
+    assert names == {"my-model"}
+
+
+@pytest.mark.parametrize(
+    ("device", "image"),
+    [("cuda", CUDA_IMAGE), ("cuda:1", CUDA_IMAGE), ("cpu", CPU_IMAGE), ("auto", CPU_IMAGE)],
+)
+def test_serve_picks_the_image_by_device(
+    device: str, image: str, tmp_path: Path, started: list[Started]
+) -> None:
+    assert image_for_device(device) == image
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"")
+    result = runner.invoke(app, ["serve", str(model), "--device", device])
+    assert result.exit_code == 0, result.output
+    assert f"in the {image} context" in result.stdout
