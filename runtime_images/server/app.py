@@ -138,6 +138,10 @@ class ServingApp:
                 media_type="text/plain",
             ),
             Route("GET", "/openapi.json", self._openapi, "This OpenAPI document"),
+            Route(
+                "GET", "/v2/models/stats", self._stats,
+                "Inference statistics of every model (Triton's statistics extension)",
+            ),
         ]  # fmt: skip
         for prefix in (
             "/v2/models/{model_name}",
@@ -155,6 +159,15 @@ class ServingApp:
                 ),
                 Route("GET", f"{prefix}/ready", self._model_ready, "Model readiness",
                       errors=(404, 503)),
+                Route(
+                    "GET", f"{prefix}/config", self._model_config,
+                    "Model configuration (Triton's model configuration extension)",
+                    errors=(404,),
+                ),
+                Route(
+                    "GET", f"{prefix}/stats", self._stats,
+                    "Inference statistics (Triton's statistics extension)", errors=(404,),
+                ),
             ]  # fmt: skip
         return table
 
@@ -227,7 +240,12 @@ class ServingApp:
         document = {
             "name": SERVER_NAME,
             "version": SERVER_VERSION,
-            "extensions": ["binary_tensor_data", "model_repository_readonly"],
+            "extensions": [
+                "binary_tensor_data",
+                "model_repository_readonly",
+                "model_configuration",
+                "statistics",
+            ],
         }
         return Response(200, orjson.dumps(document))
 
@@ -271,9 +289,20 @@ class ServingApp:
             return Response(200, orjson.dumps({"name": runtime.name, "ready": True}))
         raise Unavailable(self._not_ready_reason())
 
+    async def _model_config(self, request: Request) -> Response:
+        return Response(200, orjson.dumps(self._model(request).model_config()))
+
+    async def _stats(self, request: Request) -> Response:
+        if "model_name" in request.params:
+            chosen = [self._model(request)]
+        else:
+            chosen = list(self.models.values())
+        document = {"model_stats": [runtime.stats.document() for runtime in chosen]}
+        return Response(200, orjson.dumps(document))
+
     async def _infer(self, request: Request) -> Response:
         runtime = self._model(request)
-        started = time.perf_counter()
+        started = time.perf_counter_ns()
         header_length = _int_header(request.headers, b"inference-header-content-length")
         protocol = "json" if header_length is None else "binary"
         code: int | None = 500
@@ -305,8 +334,10 @@ class ServingApp:
             if code is None:
                 self.metrics.disconnects.inc(labels)
             else:
+                elapsed = time.perf_counter_ns() - started
                 self.metrics.requests.inc((runtime.name, str(code), protocol))
-                self.metrics.latency.observe(labels, time.perf_counter() - started)
+                self.metrics.latency.observe(labels, elapsed / 1e9)
+                runtime.stats.request(code == 200, elapsed)
         if encoded.header_length is None:
             return Response(200, encoded.body)
         length = str(encoded.header_length).encode()

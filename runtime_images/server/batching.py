@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,11 +24,13 @@ log = logging.getLogger("fermion.server")
 
 @dataclass(eq=False, slots=True)
 class Work:
-    """One request's item waiting for a batch, and the future its answer goes to."""
+    """One request's item waiting for a batch, the future its answer goes to, and when it was
+    queued (`time.perf_counter_ns`)."""
 
     item: Any
     rows: int
     future: asyncio.Future[Any] = field(repr=False)
+    queued_ns: int = 0
 
 
 class WorkQueue:
@@ -127,7 +130,7 @@ class Batcher:
         max_delay_s: float,
         queue_limit: int,
         executor: Executor | None,
-        observe_batch: Callable[[int], None] = lambda _: None,
+        observe_batch: Callable[[Sequence[Work], int, int], None] = lambda *_: None,
     ) -> None:
         self.model = model
         self.queue = WorkQueue(queue_limit, model)
@@ -153,7 +156,7 @@ class Batcher:
         """Queue one item and wait for its result; 504 after `timeout_s`, 429 when full."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self.queue.put(Work(item, rows, future))
+        self.queue.put(Work(item, rows, future, time.perf_counter_ns()))
         timer = loop.call_later(timeout_s, _expire, future, timeout_s)
         try:
             return await future
@@ -168,12 +171,13 @@ class Batcher:
             if not live:
                 continue
             items = [w.item for w in live]
-            self._observe_batch(sum(w.rows for w in live))
+            started = time.perf_counter_ns()
             try:
                 if self._executor is None:
                     results = self._predict(items)
                 else:
                     results = await loop.run_in_executor(self._executor, self._predict, items)
+                finished = time.perf_counter_ns()
                 if len(results) != len(live):
                     raise ValueError(
                         f"predict returned {len(results)} results for a batch of {len(live)}"
@@ -186,6 +190,7 @@ class Batcher:
                     if not work.future.done():
                         work.future.set_exception(error)
                 continue
+            self._observe_batch(live, started, finished)
             for work, result in zip(live, results, strict=True):
                 if not work.future.done():
                     work.future.set_result(result)

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 import torch
 
-from .batching import Batcher
+from .batching import Batcher, Work
 from .config import ModelConfig, TensorSpec
 from .errors import BadRequest, LoadError, Unavailable, describe
 from .handlers import TorchModelHandler, declared_specs, resolve_model, synthetic_inputs
 from .metrics import Metrics
 from .protocol import InferRequest
+from .statistics import InferenceStatistics
 from .storage import materialize
 
 log = logging.getLogger("fermion.server")
@@ -55,6 +57,7 @@ class ModelRuntime:
         self.name = config.name
         self.version = config.version
         self.metrics = metrics
+        self.stats = InferenceStatistics(config.name, config.version)
         self.ready = False
         self.in_flight = 0  # requests between arrival and answer, counted by the app
         self.device = torch.device("cpu")
@@ -170,8 +173,10 @@ class ModelRuntime:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    def _observe_batch(self, rows: int) -> None:
+    def _observe_batch(self, batch: Sequence[Work], started_ns: int, finished_ns: int) -> None:
+        rows = sum(w.rows for w in batch)
         self.metrics.batch_size.observe(self._labels, rows)
+        self.stats.batch((w.queued_ns for w in batch), started_ns, finished_ns, rows)
 
     # --- serving ------------------------------------------------------------------------------
 
@@ -189,13 +194,20 @@ class ModelRuntime:
         batcher = self._batcher
         if batcher is None or not self.ready:
             raise Unavailable(f"model {self.name!r} is not ready yet")
+        stats = self.stats
+        started = time.perf_counter_ns()
         inputs, rows = self._check_inputs(request)
         item = self._handler.preprocess(inputs)
         rows_of = getattr(self._handler, "rows", None)
         if rows_of is not None:
             rows = rows_of(item)
+        queued = time.perf_counter_ns()
+        stats.compute_input.add(queued - started)
         result = await batcher.submit(item, rows, self.config.timeout_s)
+        answered = time.perf_counter_ns()
         outputs: dict[str, Any] = self._handler.postprocess(result)
+        stats.compute_output.add(time.perf_counter_ns() - answered)
+        stats.inference_count += rows
         return outputs
 
     def _check_inputs(self, request: InferRequest) -> tuple[dict[str, Any], int]:
@@ -260,3 +272,52 @@ class ModelRuntime:
                 "device": str(self.device),
             },
         }
+
+    def model_config(self) -> dict[str, Any]:
+        """The model's configuration in the shape of Triton's model configuration extension.
+
+        A torch model batches along dim 0, so, as in Triton, `max_batch_size` is set and `dims`
+        leave the batch dimension out. A handler takes each request's tensors whole
+        (`max_batch_size` 0, full shapes), though the server still batches its requests.
+        """
+        batched = self._batched_rows
+
+        def tensors(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
+            return [
+                {
+                    "name": s.name,
+                    "data_type": _TRITON_TYPES.get(s.datatype, f"TYPE_{s.datatype}"),
+                    "dims": list(s.shape[1:] if batched and s.shape else s.shape),
+                }
+                for s in specs
+            ]
+
+        gpu = self.device.type == "cuda"
+        instance: dict[str, Any] = {
+            "name": self.name,
+            "kind": "KIND_GPU" if gpu else "KIND_CPU",
+            "count": 1,
+        }
+        if gpu:
+            instance["gpus"] = [self.device.index or 0]
+        return {
+            "name": self.name,
+            "platform": self.platform,
+            "backend": "python" if self.platform == "python_handler" else "pytorch",
+            "version_policy": {"latest": {"num_versions": 1}},
+            "max_batch_size": self.config.max_batch_size if batched else 0,
+            "input": tensors(self.inputs),
+            "output": tensors(self.outputs),
+            "dynamic_batching": {
+                "max_queue_delay_microseconds": round(self.config.max_delay_ms * 1000),
+            },
+            "instance_group": [instance],
+            "parameters": {
+                "precision": {"string_value": self.config.precision},
+                "device": {"string_value": str(self.device)},
+            },
+        }
+
+
+# Triton's names for the V2 datatypes; BYTES is TYPE_STRING there.
+_TRITON_TYPES = {"BYTES": "TYPE_STRING"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,6 +50,60 @@ def test_health_and_metadata_through_the_client(
     meta = affine_client.get_model_metadata("affine")
     assert meta["inputs"][0]["shape"] == [-1, 4]
     assert affine_client.get_server_metadata()["name"] == "fermion"
+
+
+def test_model_config_through_the_client(
+    affine_client: triton.InferenceServerClient, echo: Server
+) -> None:
+    config = affine_client.get_model_config("affine")
+    assert config["name"] == "affine" and config["backend"] == "pytorch"
+    assert config["max_batch_size"] == 16  # so dims leave the batch dimension out
+    assert config["input"] == [{"name": "input__0", "data_type": "TYPE_FP32", "dims": [4]}]
+    assert config["output"] == [{"name": "output__0", "data_type": "TYPE_FP32", "dims": [4]}]
+    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 20_000
+    assert affine_client.get_model_config("affine", "1") == config
+    with pytest.raises(InferenceServerException, match="no model 'nope'"):
+        affine_client.get_model_config("nope")
+    handler = triton.InferenceServerClient(echo.address).get_model_config("echo")
+    assert handler["max_batch_size"] == 0 and handler["backend"] == "python"
+    text = next(t for t in handler["input"] if t["name"] == "text")
+    assert text == {"name": "text", "data_type": "TYPE_STRING", "dims": [-1]}
+
+
+def test_inference_statistics_through_the_client(
+    affine_client: triton.InferenceServerClient,
+) -> None:
+    def stats() -> dict[str, Any]:
+        (entry,) = affine_client.get_inference_statistics("affine")["model_stats"]
+        return entry
+
+    before = stats()
+    x = np.ones((2, 4), dtype=np.float32)
+    tensor = triton.InferInput("input__0", [2, 4], "FP32")
+    tensor.set_data_from_numpy(x)
+    for _ in range(3):
+        affine_client.infer("affine", [tensor])
+    bad = triton.InferInput("input__0", [1, 5], "FP32")
+    bad.set_data_from_numpy(np.zeros((1, 5), dtype=np.float32))
+    with pytest.raises(InferenceServerException):
+        affine_client.infer("affine", [bad])
+    after = stats()
+    assert after["name"] == "affine" and after["version"] == "1"
+    assert after["inference_count"] - before["inference_count"] == 6  # samples
+    assert 1 <= after["execution_count"] - before["execution_count"] <= 3
+    done, was = after["inference_stats"], before["inference_stats"]
+    for kind, added in (("success", 3), ("fail", 1), ("queue", 3), ("compute_infer", 3)):
+        assert done[kind]["count"] - was[kind]["count"] == added, kind
+        assert done[kind]["ns"] > was[kind]["ns"], kind
+    assert after["last_inference"] > 0
+    assert (
+        sum(b["compute_infer"]["count"] for b in after["batch_stats"]) == after["execution_count"]
+    )
+    every = affine_client.get_inference_statistics()["model_stats"]
+    assert [m["name"] for m in every] == ["affine"]
+    assert (
+        affine_client.get_inference_statistics("affine", "1")["model_stats"][0]["name"] == "affine"
+    )
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
