@@ -51,6 +51,13 @@ class ServeOptionsError(FermionError):
         super().__init__(f"{problem}. See `fermion serve --help`")
 
 
+class PortUnavailableError(FermionError):
+    """The address and port to serve on cannot be had (another process holds the port)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+
+
 def image_for_device(device: str) -> str:
     """The runtime image whose context `fermion serve` renders for `device`: the image a GPU
     shape gets when the device is CUDA (cuda or cuda:N), the image a CPU shape gets otherwise."""
@@ -84,6 +91,7 @@ def serve(
     if missing:
         raise ServeDependencyError(missing)
     from fermion.runtime_images.render import render
+    from fermion.runtime_images.server.__main__ import ListenError, listen_socket
     from fermion.runtime_images.server.config import (
         ConfigError,
         ServerConfig,
@@ -104,6 +112,11 @@ def serve(
         tokens_from_environment(token_file=options["auth_token_file"])  # a readable file
     except ConfigError as exc:
         raise ServeOptionsError(str(exc)) from None
+    try:
+        # Only a server that holds the port may be reported ready: fail before starting one.
+        listen_socket(config.host, config.port).close()
+    except ListenError as exc:
+        raise PortUnavailableError(str(exc)) from None
     chosen = image if image is not None else image_for_device(model.device)
     with tempfile.TemporaryDirectory(prefix="fermion-serve-") as scratch:
         folder = context if context is not None else Path(scratch) / "context"

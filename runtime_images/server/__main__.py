@@ -1,12 +1,14 @@
 """`python -m <server package> MODEL [options]`: the entrypoint of every runtime image, and of
 `fermion serve`.
 
-Exit codes: 0 after a clean shutdown, 1 when a model cannot be loaded, 2 for bad options.
+Exit codes: 0 after a clean shutdown, 1 when a model cannot be loaded or the port cannot be
+had, 2 for bad options.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import multiprocessing
 import os
@@ -32,6 +34,33 @@ if TYPE_CHECKING:
     from .app import ServingApp
 
 log = logging.getLogger("fermion.server")
+_BACKLOG = 2048  # uvicorn's own default
+
+
+class ListenError(Exception):
+    """The address and port cannot be listened on; the message says why and what to change."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        self.port = port
+        if error.errno == errno.EADDRINUSE:
+            problem = f"port {port} is already in use on {host}; pick another with --port"
+        else:
+            problem = f"cannot listen on {host}:{port} ({error.strerror}); check --host and --port"
+        super().__init__(problem)
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port. The server takes its port before it loads anything, so
+    a taken port fails at once, before any model is loaded or any readiness is reported."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(host, port, exc) from None
+    return sock
 
 
 def build_parser(prog: str = "fermion-server") -> argparse.ArgumentParser:
@@ -69,14 +98,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return server_config_from_options(replace(server, models=(model, *models[1:])), values)
 
 
-def _serve_workers(config: ServerConfig) -> int:
+def _serve_workers(config: ServerConfig, sock: socket.socket) -> int:
     """Fork `workers` servers that share one listening socket; forward SIGTERM to them."""
     # uvicorn and torch load only once serving begins, which keeps start-up and --help fast.
     from .serve import build_server
 
-    sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((config.host, config.port))
     sock.set_inheritable(True)
     context = multiprocessing.get_context("fork")
 
@@ -116,12 +142,17 @@ def main(
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        sock = listen_socket(config.host, config.port)
+    except ListenError as exc:
+        sys.stderr.write(f"{prog}: error: {exc}\n")
+        return 1
     if config.workers > 1:
-        return _serve_workers(config)
+        return _serve_workers(config, sock)
     # uvicorn and torch load only once serving begins, which keeps start-up and --help fast.
     from .serve import run
 
-    return run(config, on_ready)
+    return run(config, on_ready, sockets=[sock])
 
 
 if __name__ == "__main__":

@@ -206,8 +206,12 @@ def _fast_stack() -> dict[str, Any]:
     return options
 
 
-def run(config: ServerConfig, on_ready: Callable[[ServingApp], None] | None = None) -> int:
-    """Serve until told to stop; the process's exit code."""
+def run(
+    config: ServerConfig,
+    on_ready: Callable[[ServingApp], None] | None = None,
+    sockets: list[socket.socket] | None = None,
+) -> int:
+    """Serve until told to stop (on `sockets` when given, already bound); the exit code."""
     server = build_server(config, on_ready)
-    server.run()
+    server.run(sockets=sockets)
     return server.exit_code

@@ -4,6 +4,15 @@ port, and a ready line whose curl carries the token."""
 from __future__ import annotations
 
 import json
+import os
+import queue
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +31,8 @@ from fermion.runtime_images.server.options import OPTIONS
 from ..runtime.conftest import free_port
 
 runner = CliRunner()
+SERVER = [sys.executable, "-m", "fermion.runtime_images.server"]
+FERMION = Path(sys.executable).with_name("fermion")
 
 
 @dataclass
@@ -136,3 +147,110 @@ def test_serve_picks_the_image_by_device(
     result = runner.invoke(app, ["serve", str(model), "--device", device])
     assert result.exit_code == 0, result.output
     assert f"in the {image} context" in result.stdout
+
+
+def test_serve_on_a_taken_port_says_so_before_starting_anything(
+    tmp_path: Path, started: list[Started]
+) -> None:
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = runner.invoke(app, ["serve", str(model), "--port", str(port)])
+    assert result.exit_code == 1
+    assert not started
+    assert not re.search(r"\bready\b", result.stdout)
+    (line,) = result.stderr.strip().splitlines()
+    assert f"port {port} is already in use" in line and "--port" in line
+
+
+def test_the_server_on_a_taken_port_says_so_in_one_line_and_exits_1(
+    models: dict[str, Path],
+) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        done = subprocess.run(
+            [*SERVER, str(models["affine"]), "--host", "127.0.0.1", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert f"port {port} is already in use on 127.0.0.1; pick another with --port" in line
+    assert not re.search(r"\bready\b", done.stdout + done.stderr)
+
+
+@dataclass
+class Serving:
+    process: subprocess.Popen[str]
+    port: int
+    lines: list[str]
+
+
+def _serve_affine(models: dict[str, Path]) -> list[str]:
+    return [str(FERMION), "serve", str(models["affine"]), "--input", "input__0:FP32:-1,4"]
+
+
+def _lines_until(process: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:
+    """The output up to the line that starts with `marker`; the rest is read and dropped."""
+    assert process.stdout is not None
+    stdout = process.stdout
+    read: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stdout:
+            read.put(line)
+        read.put("")  # the end of the output
+
+    threading.Thread(target=pump, daemon=True).start()
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = read.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no {marker!r} line in {timeout} s:\n{''.join(lines)}") from None
+        assert line, f"fermion serve exited before {marker!r}:\n{''.join(lines)}"
+        lines.append(line)
+        if line.lstrip().startswith(marker):
+            return lines
+
+
+@pytest.fixture(scope="module")
+def served(models: dict[str, Path]) -> Iterator[Serving]:
+    """A real `fermion serve`, ready."""
+    port = free_port()
+    process = subprocess.Popen(
+        [*_serve_affine(models), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    try:
+        yield Serving(process, port, _lines_until(process, "Press Ctrl-C", timeout=120))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_second_serve_on_the_same_port_reports_nothing_ready(
+    served: Serving, models: dict[str, Path]
+) -> None:
+    done = subprocess.run(
+        [*_serve_affine(models), "--port", str(served.port)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert not re.search(r"\bready\b", done.stdout) and "curl" not in done.stdout
+    (line,) = done.stderr.strip().splitlines()
+    assert f"port {served.port} is already in use" in line
+    assert "--port" in line
