@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 _SERVE_MODULES = ("torch", "numpy", "orjson", "uvicorn")
 _INLINE_ELEMENTS = 16
 _READY_TIMEOUT_S = 600.0
+TOKEN_VARIABLE = "FERMION_TOKEN"
+# Double quotes, so that the shell fills in the token when the command is pasted.
+AUTH_HEADER = f'-H "Authorization: Bearer ${TOKEN_VARIABLE}"'
 
 
 class ServeDependencyError(FermionError):
@@ -108,8 +111,10 @@ def serve(
         options["auth_token_file"] = Path(options["auth_token_file"]).resolve()
     try:
         model = model_config_from_options(str(target.resolve()), options)
-        config = server_config_from_options(ServerConfig(models=(model,)), options)
-        tokens_from_environment(token_file=options["auth_token_file"])  # a readable file
+        tokens = tokens_from_environment(token_file=options["auth_token_file"])
+        config = server_config_from_options(
+            ServerConfig(models=(model,), auth_tokens=tokens), options
+        )
     except ConfigError as exc:
         raise ServeOptionsError(str(exc)) from None
     try:
@@ -140,22 +145,27 @@ def _run(folder: Path, config: ServerConfig, server_args: list[str]) -> int:
         host = "localhost" if config.host in ("127.0.0.1", "0.0.0.0", "::") else config.host
         base = f"http://{host}:{config.port}"
         model = config.models[0].name
-        metadata = _wait_ready(process, base, model)
+        token = config.auth_tokens[0] if config.auth_tokens else None
+        metadata = _wait_ready(process, base, model, token)
         if metadata is not None:
-            _announce(base, model, metadata)
+            _announce(base, model, metadata, auth=token is not None)
         return process.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _wait_ready(process: subprocess.Popen[bytes], base: str, model: str) -> dict[str, Any] | None:
+def _wait_ready(
+    process: subprocess.Popen[bytes], base: str, model: str, token: str | None
+) -> dict[str, Any] | None:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    metadata = urllib.request.Request(f"{base}/v2/models/{model}", headers=headers)
     deadline = time.monotonic() + _READY_TIMEOUT_S
     while time.monotonic() < deadline and process.poll() is None:
         try:
             with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2) as answer:
                 if answer.status == 200:
-                    with urllib.request.urlopen(f"{base}/v2/models/{model}", timeout=5) as meta:
+                    with urllib.request.urlopen(metadata, timeout=5) as meta:
                         document: dict[str, Any] = json.load(meta)
                         return document
         except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -164,15 +174,24 @@ def _wait_ready(process: subprocess.Popen[bytes], base: str, model: str) -> dict
     return None
 
 
-def _announce(base: str, model: str, metadata: dict[str, Any]) -> None:
+def _announce(base: str, model: str, metadata: dict[str, Any], auth: bool) -> None:
     out.print(f"[bold green]ready[/]: model [bold]{model}[/] at {base}/v2/models/{model}")
-    out.print(f"  metadata: curl {base}/v2/models/{model}")
-    out.print(f"  infer:    {example_curl(base, model, metadata['inputs'])}", soft_wrap=True)
+    header = f" {AUTH_HEADER}" if auth else ""
+    out.print(f"  metadata: curl -s{header} {base}/v2/models/{model}", soft_wrap=True)
+    infer = example_curl(base, model, metadata["inputs"], auth=auth)
+    out.print(f"  infer:    {infer}", soft_wrap=True, markup=False)
+    if auth:
+        out.print(
+            f"  token:    requests need a bearer token; set ${TOKEN_VARIABLE} to one of the "
+            "server's tokens first",
+            markup=False,
+        )
     out.print("Press Ctrl-C to stop; requests in flight finish first.")
 
 
-def example_curl(base: str, model: str, inputs: list[dict[str, Any]]) -> str:
-    """A ready-to-paste command that sends one sample to the model."""
+def example_curl(base: str, model: str, inputs: list[dict[str, Any]], *, auth: bool = False) -> str:
+    """A ready-to-paste command that sends one sample to the model; with `auth`, it sends the
+    bearer token in $FERMION_TOKEN, so the token itself is never printed."""
     tensors = []
     total = 0
     for spec in inputs:
@@ -194,7 +213,7 @@ def example_curl(base: str, model: str, inputs: list[dict[str, Any]]) -> str:
             }
         )
     url = f"{base}/v2/models/{model}/infer"
-    header = "-H 'Content-Type: application/json'"
+    header = "-H 'Content-Type: application/json'" + (f" {AUTH_HEADER}" if auth else "")
     if total <= _INLINE_ELEMENTS:
         body = {
             "inputs": [

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 import fermion.cli.serve as serve_module
 from fermion.cli import app
-from fermion.cli.serve import image_for_device
+from fermion.cli.serve import example_curl, image_for_device
 from fermion.environments.shapes import CPU_IMAGE, CUDA_IMAGE
 from fermion.runtime_images.server.config import ServerConfig
 from fermion.runtime_images.server.options import OPTIONS
@@ -31,6 +31,7 @@ from fermion.runtime_images.server.options import OPTIONS
 from ..runtime.conftest import free_port
 
 runner = CliRunner()
+TOKEN = "s3cret-t0ken"
 SERVER = [sys.executable, "-m", "fermion.runtime_images.server"]
 FERMION = Path(sys.executable).with_name("fermion")
 
@@ -102,6 +103,7 @@ def test_serve_hands_server_options_to_the_server_and_model_options_to_serving_j
     assert args[args.index("--auth-token-file") + 1] == str(tokens)
     assert "--access-log" in args and "--precision" not in args
     assert args[args.index("--host") + 1] == "127.0.0.1"
+    assert run.config.auth_tokens == ("t0k3n",)
 
 
 def test_serve_rejects_what_the_server_would_with_a_pointer_to_help(tmp_path: Path) -> None:
@@ -185,6 +187,15 @@ def test_the_server_on_a_taken_port_says_so_in_one_line_and_exits_1(
     assert not re.search(r"\bready\b", done.stdout + done.stderr)
 
 
+@pytest.mark.parametrize("elements", [4, 64], ids=["inline", "piped"])
+def test_the_example_curl_sends_the_token_by_variable(elements: int) -> None:
+    inputs = [{"name": "x", "datatype": "FP32", "shape": [-1, elements]}]
+    plain = example_curl("http://localhost:1", "m", inputs)
+    assert "Authorization" not in plain
+    with_token = example_curl("http://localhost:1", "m", inputs, auth=True)
+    assert '-H "Authorization: Bearer $FERMION_TOKEN"' in with_token
+
+
 @dataclass
 class Serving:
     process: subprocess.Popen[str]
@@ -223,20 +234,36 @@ def _lines_until(process: subprocess.Popen[str], marker: str, timeout: float) ->
 
 @pytest.fixture(scope="module")
 def served(models: dict[str, Path]) -> Iterator[Serving]:
-    """A real `fermion serve`, ready."""
+    """A real `fermion serve`, ready, whose server wants the token in $FERMION_AUTH_TOKENS."""
     port = free_port()
     process = subprocess.Popen(
         [*_serve_affine(models), "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "COLUMNS": "400"},
+        env={**os.environ, "COLUMNS": "400", "FERMION_AUTH_TOKENS": TOKEN},
     )
     try:
         yield Serving(process, port, _lines_until(process, "Press Ctrl-C", timeout=120))
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_ready_curl_carries_the_token_from_a_variable(served: Serving) -> None:
+    output = "".join(served.lines)
+    assert TOKEN not in output
+    infer = next(line for line in served.lines if line.strip().startswith("infer:"))
+    command = re.sub(r"^\s*infer:\s*", "", infer).strip()
+    assert '-H "Authorization: Bearer $FERMION_TOKEN"' in command
+    env = {**os.environ, "FERMION_TOKEN": TOKEN}
+    done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60, env=env)
+    assert '"model_name":"affine"' in done.stdout, done.stdout + done.stderr
+    refused = subprocess.run(
+        command, shell=True, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "FERMION_TOKEN": "wrong"},
+    )  # fmt: skip
+    assert '"model_name"' not in refused.stdout
 
 
 def test_a_second_serve_on_the_same_port_reports_nothing_ready(
