@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 from fermion.components.cluster import pod_identity
 from fermion.components.cluster_core import ClusterCore
 from fermion.components.node_group import AMI_LABEL, GPU_TAINT_KEY
+from fermion.components.system_node_group import SYSTEM_TAINT
 from fermion.environments.errors import FermionError
 
 
@@ -73,7 +74,8 @@ INTERCEPTOR_SERVICE = (
 _LBC_POLICY = Path(__file__).with_name("aws_load_balancer_controller_iam_policy.json")
 
 _GPU_TOLERATION = {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
-_CRITICAL_TOLERATION = {"key": "CriticalAddonsOnly", "operator": "Exists"}
+# Lets a pod onto the system nodes; without it the add-ons could not run there.
+SYSTEM_TOLERATION = {"key": SYSTEM_TAINT.key, "operator": "Exists"}
 _ON_GPU = {"key": GPU_NODE_LABEL, "operator": "Exists"}
 # Bottlerocket's NVIDIA variant runs its own device plugin; a second one would fight it.
 _NOT_BOTTLEROCKET = {"key": AMI_LABEL, "operator": "NotIn", "values": ["bottlerocket"]}
@@ -211,7 +213,7 @@ class ClusterAddons(pulumi.ComponentResource):
                 NVIDIA_NAMESPACE,
                 {
                     "affinity": _affinity(_ON_GPU, _NOT_BOTTLEROCKET),
-                    "tolerations": [_CRITICAL_TOLERATION, _GPU_TOLERATION],
+                    "tolerations": [SYSTEM_TOLERATION, _GPU_TOLERATION],
                     # Feature discovery would run NFD on every node; shape labels say enough.
                     "gfd": {"enabled": False},
                     "nfd": {"enabled": False},
@@ -237,15 +239,30 @@ class ClusterAddons(pulumi.ComponentResource):
         self._release(
             "metrics-server",
             SYSTEM_NAMESPACE,
-            {"replicas": 2, "podDisruptionBudget": {"enabled": True, "minAvailable": 1}},
+            {
+                "replicas": 2,
+                "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
+                "tolerations": [SYSTEM_TOLERATION],
+            },
         )
         keda_ns = self._namespace(KEDA_NAMESPACE)
-        keda = self._release("keda", KEDA_NAMESPACE, {"crds": {"install": True}}, [keda_ns])
+        # The chart's top-level tolerations apply to the operator, metrics server and webhooks.
+        keda = self._release(
+            "keda",
+            KEDA_NAMESPACE,
+            {"crds": {"install": True}, "tolerations": [SYSTEM_TOLERATION]},
+            [keda_ns],
+        )
         # The add-on's objects are KEDA ScaledObjects: KEDA's CRDs must exist first.
         self._release(
             "keda-http-add-on",
             KEDA_NAMESPACE,
-            {"crds": {"install": True}, "interceptor": {"proxy": proxy}},
+            {
+                "crds": {"install": True},
+                "operator": {"tolerations": [SYSTEM_TOLERATION]},
+                "scaler": {"tolerations": [SYSTEM_TOLERATION]},
+                "interceptor": {"proxy": proxy, "tolerations": [SYSTEM_TOLERATION]},
+            },
             [keda],
         )
 
@@ -262,6 +279,7 @@ class ClusterAddons(pulumi.ComponentResource):
                 "autoDiscovery": {"clusterName": args.cluster.name},
                 "image": {"tag": image_tag},
                 "rbac": {"serviceAccount": {"create": True, "name": AUTOSCALER_SERVICE_ACCOUNT}},
+                "tolerations": [SYSTEM_TOLERATION],
                 "extraArgs": {
                     # GPU pools of one shape spread across zones are one pool to scale.
                     "balance-similar-node-groups": True,
@@ -291,6 +309,7 @@ class ClusterAddons(pulumi.ComponentResource):
                     "region": args.cluster.region,
                     "vpcId": args.vpc_id,
                     "serviceAccount": {"create": True, "name": LBC_SERVICE_ACCOUNT},
+                    "tolerations": [SYSTEM_TOLERATION],
                 },
                 lbc_identity,
             )

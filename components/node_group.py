@@ -20,6 +20,12 @@ from fermion.environments.errors import FermionError
 from fermion.environments.shapes import Shape
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
+# The node group API spells taint effects its own way.
+_EKS_EFFECTS = {
+    "NoSchedule": "NO_SCHEDULE",
+    "PreferNoSchedule": "PREFER_NO_SCHEDULE",
+    "NoExecute": "NO_EXECUTE",
+}
 # Which OS a node runs: Bottlerocket's NVIDIA variant brings its own device plugin.
 AMI_LABEL = "fermion.dev/ami"
 # cluster-autoscaler on AWS counts a node with this label as a GPU node even before its device
@@ -53,11 +59,29 @@ class NoZoneOffersShapeError(FermionError):
 
 
 @dataclass(frozen=True)
+class Taint:
+    """A taint on every node of a group, with its effect as Kubernetes writes it."""
+
+    key: str
+    value: str
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+    def node_group_taint(self) -> dict[str, str]:
+        """The taint as the EKS node group API takes it."""
+        return {"key": self.key, "value": self.value, "effect": _EKS_EFFECTS[self.effect]}
+
+
+GPU_TAINT = Taint(GPU_TAINT_KEY, "true")
+
+
+@dataclass(frozen=True)
 class NodeGroupArgs:
     """Nodes of one shape in a cluster (`Cluster.core` or `ExistingCluster.core`).
 
-    The group goes in the cluster's subnets whose zones sell its instance types. Without
-    `node_role_arn` the group makes its own node role.
+    The group goes in the cluster's subnets whose zones sell its instance types. Its nodes
+    carry the shape's labels, which services select on, unless `shape_selectable` is off;
+    they carry `taints` after the GPU taint a GPU shape brings. Without `node_role_arn` the
+    group makes its own node role.
     """
 
     cluster: ClusterCore
@@ -69,6 +93,8 @@ class NodeGroupArgs:
     ami: Literal["al2023", "bottlerocket"] = "al2023"
     disk_gib: int = 200
     labels: Mapping[str, str] = field(default_factory=dict)
+    shape_selectable: bool = True
+    taints: tuple[Taint, ...] = ()
     node_role_arn: pulumi.Input[str] | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -84,6 +110,7 @@ class ManagedNodeGroup(pulumi.ComponentResource):
     node_role_arn: pulumi.Output[str]
     subnet_ids: pulumi.Output[list[str]]
     labels: dict[str, str]
+    taints: list[Taint]
 
     def __init__(
         self,
@@ -96,8 +123,9 @@ class ManagedNodeGroup(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         shape = args.shape
         instance_types = [it.name for it in shape.instance_types]
-        self.labels = {**dict(args.labels), **shape_labels(shape), AMI_LABEL: args.ami}
-        taints = gpu_taints(shape)
+        selected_by = shape_labels(shape) if args.shape_selectable else {}
+        self.labels = {**dict(args.labels), **selected_by, AMI_LABEL: args.ami}
+        self.taints = [*gpu_taints(shape), *args.taints]
 
         offerings = aws.ec2.get_instance_type_offerings_output(
             location_type="availability-zone",
@@ -160,7 +188,9 @@ class ManagedNodeGroup(pulumi.ComponentResource):
                 min_size=args.min_size, max_size=args.max_size, desired_size=desired
             ),
             labels=self.labels,
-            taints=[aws.eks.NodeGroupTaintArgs(**taint) for taint in taints],
+            taints=[
+                aws.eks.NodeGroupTaintArgs(**taint.node_group_taint()) for taint in self.taints
+            ],
             launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
                 id=template.id, version=template.latest_version.apply(str)
             ),
@@ -172,7 +202,7 @@ class ManagedNodeGroup(pulumi.ComponentResource):
         self.node_group_name = self.node_group.node_group_name
         asg_name = self.node_group.resources.apply(_first_asg_name)
         tags: list[tuple[pulumi.Input[str], str]] = sorted(
-            autoscaler_tags(shape, self.labels).items()
+            autoscaler_tags(shape, self.labels, self.taints).items()
         )
         tags.append(
             (pulumi.Output.concat("k8s.io/cluster-autoscaler/", args.cluster.name), "owned")
@@ -206,14 +236,14 @@ def shape_labels(shape: Shape) -> dict[str, str]:
     return labels
 
 
-def gpu_taints(shape: Shape) -> list[dict[str, str]]:
+def gpu_taints(shape: Shape) -> list[Taint]:
     """GPU nodes repel pods that do not tolerate the GPU taint."""
-    if not shape.is_gpu:
-        return []
-    return [{"key": GPU_TAINT_KEY, "value": "true", "effect": "NO_SCHEDULE"}]
+    return [GPU_TAINT] if shape.is_gpu else []
 
 
-def autoscaler_tags(shape: Shape, labels: Mapping[str, str]) -> dict[str, str]:
+def autoscaler_tags(
+    shape: Shape, labels: Mapping[str, str], taints: Sequence[Taint] = ()
+) -> dict[str, str]:
     """The node-template tags cluster-autoscaler reads to scale a pool up from zero nodes.
 
     (The pool also carries `k8s.io/cluster-autoscaler/<cluster>: owned`, for auto-discovery.)
@@ -223,8 +253,9 @@ def autoscaler_tags(shape: Shape, labels: Mapping[str, str]) -> dict[str, str]:
         "k8s.io/cluster-autoscaler/enabled": "true",
         **{f"{prefix}/label/{key}": value for key, value in labels.items()},
     }
+    for taint in taints:
+        tags[f"{prefix}/taint/{taint.key}"] = f"{taint.value}:{taint.effect}"
     if shape.is_gpu:
-        tags[f"{prefix}/taint/{GPU_TAINT_KEY}"] = "true:NoSchedule"
         tags[f"{prefix}/resources/{GPU_TAINT_KEY}"] = str(shape.primary.gpu_count)
     return tags
 

@@ -1,4 +1,8 @@
-"""SystemNodeGroup: the CPU nodes a cluster's own software (its add-ons) runs on."""
+"""SystemNodeGroup: the CPU nodes a cluster's own software (its add-ons) runs on.
+
+They are kept for that software: they carry the `CriticalAddonsOnly` taint, which only the
+add-ons tolerate, and not the shape labels services select on. Pools hold the services.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,14 @@ from dataclasses import dataclass, field
 import pulumi
 
 from fermion.components.cluster_core import ClusterCore
-from fermion.components.node_group import ManagedNodeGroup, NodeGroupArgs
+from fermion.components.node_group import ManagedNodeGroup, NodeGroupArgs, Taint
 from fermion.environments.shapes import Shape
 
 ROLE_LABEL = "fermion.dev/role"
+# The usual taint for nodes kept for cluster add-ons. EKS's managed add-ons tolerate it as they
+# come (CoreDNS, the EBS CSI controller), and their DaemonSets (vpc-cni, kube-proxy, the Pod
+# Identity agent, the EBS CSI node) tolerate every taint; ClusterAddons' releases tolerate it.
+SYSTEM_TAINT = Taint("CriticalAddonsOnly", "true", "NoSchedule")
 # Clusters deployed before this component had its own type built their system nodes as a
 # GpuNodePool; the alias lets them keep those resources instead of replacing them.
 _FORMER_TYPE = "fermion:index:GpuNodePool"
@@ -31,7 +39,7 @@ class SystemNodeGroupArgs:
 
 class SystemNodeGroup(ManagedNodeGroup):
     """An EKS managed node group for the cluster's own software, labelled
-    `fermion.dev/role: system`."""
+    `fermion.dev/role: system` and tainted with `SYSTEM_TAINT`, so no service lands there."""
 
     def __init__(
         self, name: str, args: SystemNodeGroupArgs, opts: pulumi.ResourceOptions | None = None
@@ -49,6 +57,9 @@ class SystemNodeGroup(ManagedNodeGroup):
                 max_size=args.max_size,
                 desired_size=args.desired_size,
                 labels={ROLE_LABEL: "system"},
+                # Services select nodes by shape; the system nodes must never match.
+                shape_selectable=False,
+                taints=(SYSTEM_TAINT,),
                 tags=args.tags,
             ),
             opts,

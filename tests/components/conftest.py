@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +105,38 @@ def core(
         subnet_ids=list(subnet_ids),
         subnet_zones=list(subnet_zones),
     )
+
+
+# The EKS node group API's taint effects, as a pod's tolerations name them.
+_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "PREFER_NO_SCHEDULE": "PreferNoSchedule",
+            "NO_EXECUTE": "NoExecute"}  # fmt: skip
+
+
+def tolerates(tolerations: Sequence[Mapping[str, Any]], taint: Mapping[str, str]) -> bool:
+    """Whether one of a pod's tolerations lets it past a node group's taint (as the EKS API
+    writes it), by Kubernetes' matching rules."""
+    effect = _EFFECTS[taint["effect"]]
+    for toleration in tolerations:
+        exists = toleration.get("operator", "Equal") == "Exists"
+        key = toleration.get("key", "")
+        if key != taint["key"] and not (exists and key == ""):
+            continue
+        if not exists and toleration.get("value", "") != taint.get("value", ""):
+            continue
+        if toleration.get("effect", "") in ("", effect):
+            return True
+    return False
+
+
+def schedulable(pod: Mapping[str, Any], group: Mapping[str, Any]) -> bool:
+    """Whether a pod spec's nodeSelector and tolerations let it onto a node group's nodes (the
+    group's inputs as registered: its labels and taints)."""
+    labels = group.get("labels") or {}
+    selector = pod.get("nodeSelector") or {}
+    if any(labels.get(key) != value for key, value in selector.items()):
+        return False
+    repelling = [t for t in group.get("taints") or [] if t["effect"] != "PREFER_NO_SCHEDULE"]
+    return all(tolerates(pod.get("tolerations") or [], taint) for taint in repelling)
 
 
 def settle() -> None:

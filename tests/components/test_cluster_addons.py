@@ -18,9 +18,10 @@ from fermion.components.cluster_addons import (
     load_balancer_controller_policy,
 )
 from fermion.components.node_group import shape_labels
+from fermion.components.system_node_group import SYSTEM_TAINT
 from fermion.environments import load_shapes
 
-from .conftest import Recorder, Registration, core, resolve, settle
+from .conftest import Recorder, Registration, core, resolve, settle, tolerates
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 ASSOCIATION = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
@@ -246,6 +247,34 @@ def test_keda_and_its_http_add_on(mocks: Recorder, registrations: list[Registrat
     )
     by_name = {r.name: r for r in registrations if r.type == RELEASE}
     assert by_name["addons-keda"].urn in by_name["addons-keda-http-add-on"].dependencies
+
+
+def _pod_tolerations(key: str, values: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each workload of a release that may run on the system nodes, and its tolerations, as
+    the release's chart reads them."""
+    if key == "keda-http-add-on":
+        return {
+            part: values[part].get("tolerations", [])
+            for part in ("operator", "scaler", "interceptor")
+        }
+    # The other charts take one top-level list for all their pods (KEDA's operator, metrics
+    # server and webhooks alike).
+    return {key: values.get("tolerations", [])}
+
+
+def test_every_release_that_runs_on_the_system_nodes_tolerates_their_taint(
+    mocks: Recorder,
+) -> None:
+    _addons(mocks, load_balancer_controller=True, vpc_id="vpc-123")
+    taint = SYSTEM_TAINT.node_group_taint()
+    releases = _releases(mocks)
+    on_system_nodes = set(releases) - {"nvidia-device-plugin", "dcgm-exporter"}
+    assert on_system_nodes == ALWAYS | {"aws-load-balancer-controller"}
+    for key in on_system_nodes:
+        for workload, tolerations in _pod_tolerations(key, releases[key]["values"]).items():
+            assert tolerates(tolerations, taint), workload
+    # The GPU daemonsets run on GPU nodes only, where the system taint never is.
+    assert not tolerates(releases["dcgm-exporter"]["values"]["tolerations"], taint)
 
 
 def test_every_child_belongs_to_the_component_and_uses_the_provider(

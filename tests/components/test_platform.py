@@ -10,7 +10,7 @@ from fermion.components.platform import Platform, PlatformArgs
 from fermion.environments import load_shapes
 from fermion.environments.stack_files import parse_environment
 
-from .conftest import Recorder, settle
+from .conftest import Recorder, schedulable, settle
 from .test_cluster import _mock_aws
 
 SUBNETS = ["subnet-0a1b2c3d4e5f60718", "subnet-0a1b2c3d4e5f60719"]
@@ -106,3 +106,29 @@ def test_each_service_gets_a_runtime_image_rendered_where_asked(
     assert (tmp_path / "qa-tabular" / "Dockerfile").is_file()
     (image,) = mocks.of_type("docker-build:index:Image")
     assert image.inputs["labels"]["dev.fermion.image"] == "torch-cpu"
+
+
+def test_no_service_can_land_on_the_system_nodes(mocks: Recorder, tmp_path: Path) -> None:
+    # As in prod: the system nodes and a CPU pool share a shape, and a service asks for it.
+    _platform(
+        mocks,
+        tmp_path,
+        {
+            "cluster": {"system_nodes": {"shape": "cpu.large"}},
+            "node_pools": [{"name": "cpu", "shape": "cpu.large", "size": {"min": 1, "max": 4}}],
+            "services": [
+                {
+                    "name": "tabular",
+                    "shape": "cpu.large",
+                    "inputs": ["x:FP32:-1,4"],
+                    "replicas": {"min": 1, "max": 4},
+                }
+            ],
+        },
+    )
+    groups = {g.name: g.inputs for g in mocks.of_type("aws:eks/nodeGroup:NodeGroup")}
+    assert groups["qa-cluster-system"]["instanceTypes"] == groups["qa-cpu"]["instanceTypes"]
+    (deployment,) = mocks.of_type("kubernetes:apps/v1:Deployment")
+    pod = deployment.inputs["spec"]["template"]["spec"]
+    assert schedulable(pod, groups["qa-cpu"])
+    assert not schedulable(pod, groups["qa-cluster-system"])
