@@ -61,7 +61,8 @@ def list_images(
         out.print(f"[bold]{image.name}[/]  {image.description}")
         out.print(f"  base   {image.base.reference}", soft_wrap=True)
         out.print(
-            f"  python {image.python}, torch {image.torch.version} from {image.torch.index_url}"
+            f"  python {image.python}, torch {image.torch.version} "
+            f"({'CUDA' if image.cuda else 'CPU'}) from {image.torch.index_url}"
         )
 
 

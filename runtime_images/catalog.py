@@ -57,11 +57,12 @@ class TorchBuild(_Strict):
 
 
 class ImageSpec(_Strict):
-    """One runtime image of the catalog."""
+    """One runtime image of the catalog. `cuda` declares whether it runs torch on CUDA."""
 
     name: str
     description: str
     base: BaseImage
+    cuda: bool
     python: str = Field(pattern=r"^3\.\d+$")
     python_executable: str = Field(pattern=r"^/")
     torch: TorchBuild
@@ -75,10 +76,6 @@ class ImageSpec(_Strict):
     def needs_apt_python(self) -> bool:
         """The base has no CPython of its own; it comes from the distribution's packages."""
         return "python3" in self.apt_packages
-
-    @property
-    def is_cuda(self) -> bool:
-        return "cu" in self.torch.index_url.rsplit("/", 1)[-1]
 
 
 def image_names(catalog_dir: Path = CATALOG_DIR) -> list[str]:

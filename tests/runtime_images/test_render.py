@@ -210,3 +210,15 @@ def test_a_context_runs_from_a_fresh_venv_with_its_requirements_alone(
     finally:
         assert server.stop() == 0
     assert not shutil.which("fermion", path=str(venv / "bin"))  # fermion itself is not in there
+
+
+def test_the_catalog_declares_cuda_as_the_shapes_choose_it(tmp_path: Path) -> None:
+    from fermion.environments.shapes import CPU_IMAGE, CUDA_IMAGE, image_for, load_shapes
+
+    assert load_image(CUDA_IMAGE).cuda and not load_image(CPU_IMAGE).cuda
+    for shape in load_shapes():
+        assert load_image(image_for(None, shape)).cuda == shape.is_gpu, shape.name
+    undeclared = (CATALOG_DIR / "torch-cpu.yaml").read_text().replace("cuda: false\n", "")
+    (tmp_path / "odd.yaml").write_text(undeclared)
+    with pytest.raises(ImageCatalogError, match="cuda"):
+        load_image("odd", tmp_path)
