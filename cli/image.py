@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -32,17 +32,6 @@ class ImageOptionsError(FermionError):
             f"{problem}. Use `fermion image render SERVICE --env ENV -o DIR` for a service of an "
             "environment, or `fermion image render --image torch-cpu --model PATH -o DIR` for a "
             "local model"
-        )
-
-
-class NoDockerError(FermionError):
-    """There is no Docker engine to build with."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(
-            f"no Docker engine is available ({detail}). Install Docker with BuildKit and start "
-            "it, or build the rendered context elsewhere: `fermion image render ... -o DIR`, "
-            "then `docker buildx build DIR`"
         )
 
 
@@ -181,19 +170,9 @@ def build_command(
     repository: Annotated[str, typer.Option(help="Image repository to tag.")] = "fermion-local",
     template_dir: Annotated[Path | None, typer.Option(help="Your templates.")] = None,
 ) -> None:
-    """Render a context and build it with `docker buildx build`, tagged with its content hash."""
-    docker = shutil.which("docker")
-    if docker is None:
-        raise NoDockerError("the docker command is not installed")
-    probe = subprocess.run(
-        [docker, "info", "--format", "{{.ServerVersion}}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if probe.returncode != 0:
-        detail = (probe.stderr.strip().splitlines() or ["docker info failed"])[-1]
-        raise NoDockerError(detail)
+    """Render a context and build it with Docker's BuildKit, tagged with its content hash."""
+    from fermion.cli.docker_build import build_command
+
     with tempfile.TemporaryDirectory(prefix="fermion-context-") as scratch:
         context = _render(
             service,
@@ -208,11 +187,9 @@ def build_command(
             template_dir,
         )
         reference = f"{repository}:{context.tag}"
-        out.print(f"building {reference} from {context.image}")
-        done = subprocess.run(
-            [docker, "buildx", "build", "--tag", reference, "--load", str(context.path)],
-            check=False,
-        )
+        command = build_command(reference, context.path)
+        out.print(f"building {reference} from {context.image}: {command}", soft_wrap=True)
+        done = subprocess.run(command.argv, env={**os.environ, **command.env}, check=False)
     if done.returncode != 0:
         raise typer.Exit(done.returncode)
     out.print(f"[bold green]built[/] {reference}")

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from typer.testing import CliRunner
+import pytest
+from typer.testing import CliRunner, Result
 
 from fermion.cli import app
 
@@ -107,13 +109,93 @@ def test_render_errors_name_the_fix(tmp_path: Path) -> None:
     assert bad_input.exit_code == 1 and "datatype 'FP9'" in bad_input.stderr
 
 
-def test_build_without_a_docker_engine_says_so(tmp_path: Path) -> None:
-    result = runner.invoke(
+def _fake_docker(
+    folder: Path, log: Path, version: str, buildx: bool = False, engine: bool = True
+) -> Path:
+    """A `docker` that logs how it was run: a client of `version`, with or without buildx, with
+    or without an engine behind it."""
+    folder.mkdir(parents=True)
+    script = folder / "docker"
+    script.write_text(
+        f"""#!/bin/sh
+echo "$0 $* DOCKER_BUILDKIT=${{DOCKER_BUILDKIT:-}}" >> {log}
+case "$1" in
+  --version) echo "Docker version {version}, build 0000000" ;;
+  info) {"echo 20.10.24" if engine else "echo 'Cannot connect to the Docker daemon' >&2; exit 1"} ;;
+  buildx) {"exit 0" if buildx else "echo 'docker: unknown command: docker buildx' >&2; exit 1"} ;;
+  build) exit 0 ;;
+esac
+"""
+    )
+    script.chmod(0o755)
+    return script
+
+
+def _build(monkeypatch: pytest.MonkeyPatch, *folders: Path) -> Result:
+    monkeypatch.setenv("PATH", os.pathsep.join(str(f) for f in folders))
+    return runner.invoke(
         app, ["image", "build", "embed", "--env", "dev", "--stacks-dir", str(STACKS)]
     )
-    if result.exit_code == 0:  # a machine with a working Docker engine built the image
-        assert "built fermion-local:" in result.stdout
-        return
+
+
+def _builds(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if " build " in line]
+
+
+def test_build_uses_buildx_where_the_client_has_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "log"
+    docker = _fake_docker(tmp_path / "bin", log, "28.2.2", buildx=True)
+    result = _build(monkeypatch, docker.parent)
+    assert result.exit_code == 0, result.output
+    (build,) = _builds(log)
+    assert build.startswith(f"{docker} buildx build --tag fermion-local:")
+    assert " --load " in build
+
+
+def test_build_without_buildx_uses_an_older_client_that_drives_buildkit_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "log"
+    newer = _fake_docker(tmp_path / "local", log, "28.2.2")
+    older = _fake_docker(tmp_path / "usr", log, "20.10.24+dfsg1")
+    result = _build(monkeypatch, newer.parent, older.parent)
+    assert result.exit_code == 0, result.output
+    (build,) = _builds(log)
+    assert build.startswith(f"{older} build --tag fermion-local:")
+    assert build.endswith("DOCKER_BUILDKIT=1")
+    assert "--load" not in build and "buildx build" not in build
+    assert "built fermion-local:" in result.stdout
+
+
+def test_build_says_what_is_missing_when_no_client_can_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "log"
+    newer = _fake_docker(tmp_path / "bin", log, "28.2.2")
+    result = _build(monkeypatch, newer.parent)
     assert result.exit_code == 1
-    assert "no Docker engine is available" in result.stderr
+    assert not _builds(log)
+    assert "no docker client here can build with BuildKit" in result.stderr
+    assert "buildx" in result.stderr and "apt-get install docker-buildx" in result.stderr
+    assert "unknown flag" not in result.output
+
+
+def test_build_without_docker_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "empty").mkdir()
+    result = _build(monkeypatch, tmp_path / "empty")
+    assert result.exit_code == 1
+    assert "no Docker engine is available (the docker command is not on PATH)" in result.stderr
     assert "docker buildx build DIR" in result.stderr
+
+
+def test_build_without_a_running_engine_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "log"
+    docker = _fake_docker(tmp_path / "bin", log, "28.2.2", buildx=True, engine=False)
+    result = _build(monkeypatch, docker.parent)
+    assert result.exit_code == 1
+    assert "no Docker engine is available (Cannot connect to the Docker daemon)" in result.stderr
+    assert not _builds(log)
