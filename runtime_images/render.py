@@ -20,7 +20,11 @@ import jinja2
 import fermion.templates
 from fermion.environments.errors import FermionError
 from fermion.runtime_images.catalog import ImageSpec, load_image
-from fermion.runtime_images.server.config import ModelConfig, parse_tensor_spec
+from fermion.runtime_images.server.config import (
+    DEFAULT_GRACE_PERIOD_S,
+    ModelConfig,
+    parse_tensor_spec,
+)
 
 if TYPE_CHECKING:
     from fermion.environments.spec import ServiceSpec
@@ -46,6 +50,14 @@ class TemplateError(FermionError):
             f"template {template}: {problem}. Fix the template (variables: image, model, "
             "server, baked_model)"
         )
+
+
+class TemplateFolderError(FermionError):
+    """A template folder that is missing, or holds a file that would replace one fermion
+    renders."""
+
+    def __init__(self, folder: Path, problem: str) -> None:
+        super().__init__(f"template folder {folder}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -132,7 +144,7 @@ def render(
     *,
     template_dir: Path | None = None,
     bake_model: Path | None = None,
-    grace_period_s: float = 30.0,
+    grace_period_s: float = DEFAULT_GRACE_PERIOD_S,
     pip_packages: tuple[str, ...] = (),
 ) -> RenderedContext:
     """Write the build context for serving `model` on `image` into `out_dir` (emptied first).
@@ -140,6 +152,9 @@ def render(
     With `bake_model`, that file or folder is copied into the image and served from there;
     otherwise the server fetches `model.path` (an s3:// URI, or ${FERMION_MODEL_URI}) at start.
     `pip_packages` are what a handler needs beyond the runtime (a tokenizer library, say).
+    Templates in `template_dir` override or extend fermion's own; every other file there (a CA
+    certificate that a Dockerfile.j2 COPYs, say) is copied into the context as it is, at the
+    same path, and counts in the tag.
     """
     spec = load_image(image) if isinstance(image, str) else image
     if bake_model is not None:
@@ -147,6 +162,10 @@ def render(
             raise TemplateError("model", f"{bake_model} does not exist")
         target = "/srv/fermion/model" + (f"/{bake_model.name}" if bake_model.is_file() else "")
         model = replace(model, path=target)
+    if template_dir is not None and not template_dir.is_dir():
+        raise TemplateFolderError(
+            template_dir, "is not a folder; give the folder that holds your templates"
+        )
     env = _environment(template_dir)
     variables = {
         "image": spec,
@@ -170,7 +189,25 @@ def render(
         for source in sources:
             if source.is_file() and "__pycache__" not in source.parts:
                 files[f"model/{source.relative_to(root).as_posix()}"] = source.read_bytes()
+    if template_dir is not None:
+        for name, data in _template_folder_files(template_dir).items():
+            if name in files:
+                raise TemplateFolderError(
+                    template_dir,
+                    f"{name} would replace the {name} that fermion renders; rename it (every "
+                    "file there but the *.j2 templates is copied into the build context)",
+                )
+            files[name] = data
     return _write(out_dir, files, spec.name)
+
+
+def _template_folder_files(folder: Path) -> dict[str, bytes]:
+    """Every file of a template folder that is not a template, by its path in the folder."""
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.suffix != ".j2" and "__pycache__" not in path.parts
+    }
 
 
 def context_tag(files: Mapping[str, bytes]) -> str:

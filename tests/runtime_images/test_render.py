@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from fermion.runtime_images.catalog import (
 from fermion.runtime_images.render import (
     OutputFolderError,
     TemplateError,
+    TemplateFolderError,
     model_config,
     render,
 )
@@ -222,3 +224,47 @@ def test_the_catalog_declares_cuda_as_the_shapes_choose_it(tmp_path: Path) -> No
     (tmp_path / "odd.yaml").write_text(undeclared)
     with pytest.raises(ImageCatalogError, match="cuda"):
         load_image("odd", tmp_path)
+
+
+def _readme_template_example() -> tuple[str, list[str]]:
+    """The Dockerfile.j2 of the README's "Runtime images" section, and the files it COPYs."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Runtime images", 1)[1].split("\n## ", 1)[0]
+    match = re.search(r"```jinja\n(.*?)```", section, re.DOTALL)
+    assert match is not None, "the README's template example has moved"
+    template = match.group(1)
+    return template, re.findall(r"^COPY (\S+) ", template, re.MULTILINE)
+
+
+def test_the_readmes_template_example_renders_with_its_files(tmp_path: Path) -> None:
+    template, copied = _readme_template_example()
+    assert copied == ["company-ca.pem"]
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "Dockerfile.j2").write_text(template)
+    (templates / "company-ca.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n")
+    config = ModelConfig(name="m", path="s3://b/m/")
+    first = render("torch-cpu", config, tmp_path / "a", template_dir=templates)
+    assert "company-ca.pem" in first.files and "Dockerfile.j2" not in first.files
+    pem = (templates / "company-ca.pem").read_bytes()
+    assert (first.path / "company-ca.pem").read_bytes() == pem
+    dockerfile = (first.path / "Dockerfile").read_text()
+    assert "COPY company-ca.pem /usr/local/share/ca-certificates/company-ca.crt" in dockerfile
+    done = subprocess.run(
+        [str(HADOLINT), str(first.path / "Dockerfile")], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (templates / "company-ca.pem").write_text("-----BEGIN CERTIFICATE-----\nBBBB\n")
+    second = render("torch-cpu", config, tmp_path / "b", template_dir=templates)
+    assert second.tag != first.tag
+
+
+def test_a_template_folder_file_may_not_replace_a_rendered_one(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "serving.json").write_text("{}")
+    config = ModelConfig(name="m", path="s3://b/m/")
+    with pytest.raises(TemplateFolderError, match=r"serving.json would replace"):
+        render("torch-cpu", config, tmp_path / "out", template_dir=templates)
+    with pytest.raises(TemplateFolderError, match="is not a folder"):
+        render("torch-cpu", config, tmp_path / "out", template_dir=tmp_path / "missing")
