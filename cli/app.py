@@ -15,7 +15,9 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from fermion.cli import image
+from fermion.cli.bootstrap import bootstrap
 from fermion.cli.console import closed_by_reader, err
+from fermion.cli.help_format import hide_flag_types
 from fermion.cli.plan import plan
 from fermion.cli.serve import serve
 from fermion.cli.shapes import shapes
@@ -49,6 +51,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+hide_flag_types()
 app = typer.Typer(
     cls=_FermionGroup,
     name="fermion",
@@ -84,6 +87,7 @@ def _root(
 app.command("validate", rich_help_panel="Environments")(validate)
 app.command("shapes", rich_help_panel="Environments")(shapes)
 app.command("plan", rich_help_panel="Environments")(plan)
+app.command("bootstrap", rich_help_panel="Environments")(bootstrap)
 app.command("serve", rich_help_panel="Models")(serve)
 app.add_typer(image.app, rich_help_panel="Models")
 
