@@ -1,21 +1,29 @@
 """Model handlers: the hooks every request goes through, and the built-in one for torch models.
 
 A handler is any class with these methods (LitServe's hook shape):
-- `load(model_dir, device)` once at start;
+- `load(model_dir, device)` once at start, or `load(model_dir, device, dtype)` for a handler that
+  applies the service's precision itself;
 - `preprocess(inputs)` once per request, turning named input arrays into one item;
 - `predict(batch)` once per batch, with the items of several requests, returning one per item;
 - `postprocess(output)` once per request, returning named output tensors.
 It declares `inputs` and may declare `outputs`, each a list of `NAME:DTYPE:SHAPE` strings,
 `(name, datatype, shape)` tuples or TensorSpecs. `rows(item)` (how many samples an item holds,
 for the batch size) and `warmup_inputs()` are optional.
+
+A service's precision (fp16, bf16) reaches every handler: one whose `load` takes `dtype` gets it;
+for any other, the server casts each torch module the handler holds as an attribute to that dtype,
+and the floating-point tensors passed to it, and casts floating outputs back to the declared
+datatypes.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
+import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -26,8 +34,11 @@ from .config import ModelConfig, TensorSpec, parse_tensor_spec
 from .errors import LoadError, describe
 from .tensors import DATATYPES, datatype_of
 
+log = logging.getLogger("fermion.server")
+
 _SCRIPT_SUFFIXES = (".pt", ".ts", ".pth", ".jit", ".torchscript")
 _EXPORT_SUFFIXES = (".pt2",)
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @runtime_checkable
@@ -81,9 +92,8 @@ class TorchModelHandler:
         self.outputs: tuple[TensorSpec, ...] = ()
         self.device = torch.device("cpu")
         self._module: Any = None
-        self._cast: torch.dtype | None = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
-            config.precision
-        )
+        dtype = DTYPES[config.precision]
+        self._cast: torch.dtype | None = None if dtype == torch.float32 else dtype
 
     def load(self, model_dir: Path, device: torch.device) -> None:
         self.device = device
@@ -169,6 +179,51 @@ class TorchModelHandler:
             TensorSpec(name, datatype_of(value).name, (-1, *tuple(value.shape[1:])))
             for name, value in sample.items()
         )
+
+
+def load_handler(handler: Any, model_dir: Path, device: torch.device, dtype: torch.dtype) -> None:
+    """Call the handler's `load`, with the dtype when it takes one; else cast its modules."""
+    if "dtype" in inspect.signature(handler.load).parameters:
+        handler.load(model_dir, device, dtype=dtype)
+    else:
+        handler.load(model_dir, device)
+        if dtype != torch.float32 and not isinstance(handler, TorchModelHandler):
+            cast_modules(handler, dtype)
+
+
+def cast_modules(handler: Any, dtype: torch.dtype) -> list[str]:
+    """Cast each torch module the handler holds to `dtype`, with the floating-point tensors
+    passed to it; the names of the attributes cast."""
+    cast = []
+    for name, value in vars(handler).items() if hasattr(handler, "__dict__") else ():
+        if not isinstance(value, torch.nn.Module):
+            continue
+        if isinstance(value, torch.jit.ScriptModule):  # takes no hooks to cast its inputs
+            log.warning(
+                "%s.%s is a TorchScript module, which stays in its own precision; take `dtype` "
+                "in load() to cast it there",
+                type(handler).__name__,
+                name,
+            )
+            continue
+        value.to(dtype)
+        value.register_forward_pre_hook(_input_caster(dtype), with_kwargs=True)
+        cast.append(name)
+    return cast
+
+
+def _input_caster(dtype: torch.dtype) -> Callable[..., tuple[Any, dict[str, Any]]]:
+    def cast(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.to(dtype)
+        return value
+
+    def hook(
+        module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, dict[str, Any]]:
+        return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+    return hook
 
 
 def _as_tuple(result: Any) -> tuple[torch.Tensor, ...]:

@@ -18,11 +18,19 @@ import torch
 from .batching import Batcher, Work
 from .config import ModelConfig, TensorSpec
 from .errors import BadRequest, LoadError, Unavailable, describe
-from .handlers import TorchModelHandler, declared_specs, resolve_model, synthetic_inputs
+from .handlers import (
+    DTYPES,
+    TorchModelHandler,
+    declared_specs,
+    load_handler,
+    resolve_model,
+    synthetic_inputs,
+)
 from .metrics import Metrics
 from .protocol import InferRequest
 from .statistics import InferenceStatistics
 from .storage import materialize
+from .tensors import DATATYPES
 
 log = logging.getLogger("fermion.server")
 
@@ -69,6 +77,8 @@ class ModelRuntime:
         self._executor: ThreadPoolExecutor | None = None
         self._labels = (config.name,)
         self._batched_rows = False
+        # A handler run in fp16 or bf16: its floating outputs go back to their declared types.
+        self._output_dtypes: dict[str, torch.dtype] = {}
 
     # --- start-up -----------------------------------------------------------------------------
 
@@ -90,7 +100,7 @@ class ModelRuntime:
         local = materialize(self.config.path)
         handler, path = resolve_model(replace(self.config, path=str(local)))
         try:
-            handler.load(path, self.device)
+            load_handler(handler, path, self.device, DTYPES[self.config.precision])
         except LoadError:
             raise
         except Exception as exc:  # a handler's load() may raise anything
@@ -103,6 +113,13 @@ class ModelRuntime:
         else:
             self.inputs = self.config.inputs or declared_specs(handler, "inputs")
             self.outputs = declared_specs(handler, "outputs")
+            if self.config.precision != "fp32":
+                self._output_dtypes = {
+                    s.name: dtype
+                    for s in self.outputs
+                    if (dtype := DATATYPES[s.datatype].torch) is not None
+                    and dtype.is_floating_point
+                }
         if not self.inputs:
             raise LoadError(
                 f"{type(handler).__name__} declares no inputs; give it an `inputs` attribute "
@@ -206,6 +223,8 @@ class ModelRuntime:
         result = await batcher.submit(item, rows, self.config.timeout_s)
         answered = time.perf_counter_ns()
         outputs: dict[str, Any] = self._handler.postprocess(result)
+        if self._output_dtypes:
+            outputs = {k: _as_declared(v, self._output_dtypes.get(k)) for k, v in outputs.items()}
         stats.compute_output.add(time.perf_counter_ns() - answered)
         stats.inference_count += rows
         return outputs
@@ -317,6 +336,12 @@ class ModelRuntime:
                 "device": {"string_value": str(self.device)},
             },
         }
+
+
+def _as_declared(value: Any, dtype: torch.dtype | None) -> Any:
+    if dtype is not None and isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.to(dtype)
+    return value
 
 
 # Triton's names for the V2 datatypes; BYTES is TYPE_STRING there.

@@ -83,6 +83,46 @@ class Flaky:
         return {"y": output}
 
 
+class Precise:
+    """A linear layer; answers with its output and the dtype the layer computed in."""
+
+    inputs = ["x:FP32:-1,4"]
+    outputs = ["y:FP32:-1,4", "dtype:BYTES:1"]
+
+    def load(self, model_dir: Path, device: torch.device) -> None:
+        torch.manual_seed(0)
+        self.model = torch.nn.Linear(4, 4)
+
+    def preprocess(self, inputs: dict[str, Any]) -> torch.Tensor:
+        return torch.from_numpy(inputs["x"].copy())  # float32, as the client sent it
+
+    def predict(self, batch: list[torch.Tensor]) -> list[torch.Tensor]:
+        with torch.inference_mode():
+            return [self.model(x) for x in batch]
+
+    def postprocess(self, output: torch.Tensor) -> dict[str, Any]:
+        return {"y": output, "dtype": np.array([str(output.dtype).encode()], dtype=object)}
+
+
+class OwnsPrecision:
+    """Takes the service's dtype in load() and answers with it."""
+
+    inputs = ["x:FP32:-1"]
+    outputs = ["dtype:BYTES:1"]
+
+    def load(self, model_dir: Path, device: torch.device, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+
+    def preprocess(self, inputs: dict[str, Any]) -> Any:
+        return inputs
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        return batch
+
+    def postprocess(self, output: Any) -> dict[str, Any]:
+        return {"dtype": np.array([str(self.dtype).encode()], dtype=object)}
+
+
 class BadWarmUp:
     """Loads, then fails on its first (warm-up) request: it reads an input it never declared."""
 
