@@ -2,7 +2,8 @@
 
 The cost is read off the resources the program declares, not off the spec, so it counts what
 `pulumi up` would really create: every node group (the system nodes too) at its minimum and
-maximum size, the EKS control plane, NAT gateways and interface endpoints. Prices come from the
+maximum size, the EKS control plane, NAT gateways and interface endpoints. At the minimum, a pool
+also counts the nodes its services' minimum replicas hold up, however low its own minimum is. Prices come from the
 shape catalog. Data transfer, storage and load balancers depend on use and are left out.
 """
 
@@ -16,6 +17,9 @@ from fermion.environments.shapes import ShapeCatalog
 from fermion.stacks.planned import PlannedResource
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+SCALED_OBJECT = "kubernetes:http.keda.sh/v1alpha1:HTTPScaledObject"
+SHAPE_LABEL = "fermion.dev/shape"
 EKS_CLUSTER = "aws:eks/cluster:Cluster"
 NAT_GATEWAY = "aws:ec2/natGateway:NatGateway"
 VPC_ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
@@ -83,11 +87,13 @@ class Cost:
 def estimate_cost(resources: Iterable[PlannedResource], shapes: ShapeCatalog) -> Cost:
     """Price every resource that bills by the hour."""
     platform = shapes.platform
+    resources = list(resources)
+    held = _nodes_held_by_services(resources, shapes)
     lines: list[CostLine] = []
     for resource in resources:
         inputs = resource.inputs
         if resource.type == NODE_GROUP:
-            lines.append(_node_group(resource.urn, resource.name, inputs, shapes))
+            lines.append(_node_group(resource.urn, resource.name, inputs, shapes, held))
         elif resource.type == EKS_CLUSTER:
             lines.append(
                 CostLine(
@@ -131,7 +137,70 @@ def estimate_cost(resources: Iterable[PlannedResource], shapes: ShapeCatalog) ->
     )
 
 
-def _node_group(urn: str, name: str, inputs: Mapping[str, Any], shapes: ShapeCatalog) -> CostLine:
+def _nodes_held_by_services(
+    resources: list[PlannedResource], shapes: ShapeCatalog
+) -> dict[str, int]:
+    """Nodes each pool must keep, by URN, for the minimum replicas of the services on its shape.
+
+    A shape's services need ceil(replicas / replicas per node) nodes. The pools of that shape
+    give their own minimum first; what is still missing is held up in the first pool of the
+    shape (plan order) that has room for it, as cluster-autoscaler would have to.
+    """
+    minimum: dict[str, int] = {}
+    for resource in resources:
+        if resource.type == SCALED_OBJECT:
+            spec = resource.inputs.get("spec") or {}
+            target = (spec.get("scaleTargetRef") or {}).get("name")
+            low = (spec.get("replicas") or {}).get("min")
+            if isinstance(target, str) and isinstance(low, int):
+                minimum[target] = low
+    demand: dict[str, int] = {}
+    for resource in resources:
+        if resource.type != DEPLOYMENT:
+            continue
+        name = (resource.inputs.get("metadata") or {}).get("name")
+        spec = resource.inputs.get("spec") or {}
+        pod = (spec.get("template") or {}).get("spec") or {}
+        shape = (pod.get("nodeSelector") or {}).get(SHAPE_LABEL)
+        replicas = minimum.get(str(name), spec.get("replicas"))
+        if isinstance(shape, str) and isinstance(replicas, int):
+            demand[shape] = demand.get(shape, 0) + replicas
+    pools: dict[str, list[PlannedResource]] = {}
+    for resource in resources:
+        # The system nodes carry no shape label: no service is scheduled there.
+        if resource.type == NODE_GROUP:
+            shape = (resource.inputs.get("labels") or {}).get(SHAPE_LABEL)
+            if isinstance(shape, str):
+                pools.setdefault(shape, []).append(resource)
+    held: dict[str, int] = {}
+    for shape, replicas in demand.items():
+        if shape not in shapes or shape not in pools:
+            continue
+        per_node = shapes.get(shape).replicas_per_node
+        missing = -(-replicas // per_node) - sum(_scaling(p)[0] for p in pools[shape])
+        for pool in pools[shape]:
+            if missing <= 0:
+                break
+            low, high = _scaling(pool)
+            extra = min(missing, high - low)
+            if extra > 0:
+                held[pool.urn] = extra
+                missing -= extra
+    return held
+
+
+def _scaling(resource: PlannedResource) -> tuple[int, int]:
+    scaling = resource.inputs.get("scalingConfig") or {}
+    return int(scaling.get("minSize", 0)), int(scaling.get("maxSize", 0))
+
+
+def _node_group(
+    urn: str,
+    name: str,
+    inputs: Mapping[str, Any],
+    shapes: ShapeCatalog,
+    held: Mapping[str, int],
+) -> CostLine:
     scaling = inputs.get("scalingConfig") or {}
     types = [str(t) for t in inputs.get("instanceTypes") or []]
     spot = inputs.get("capacityType") == "SPOT"
@@ -142,11 +211,14 @@ def _node_group(urn: str, name: str, inputs: Mapping[str, Any], shapes: ShapeCat
         notes.append(f"{first} has no price in the shape catalog")
     if spot:
         notes.append("spot: the on-demand price is shown, the most it can cost")
+    extra = held.get(urn, 0)
+    if extra:
+        notes.append(f"at min: {extra} more for the services' minimum replicas")
     return CostLine(
         item="nodes",
         urn=urn,
         detail=f"{name}: {first}{' spot' if spot else ''}",
-        count_min=int(scaling.get("minSize", 0)),
+        count_min=int(scaling.get("minSize", 0)) + extra,
         count_max=int(scaling.get("maxSize", 0)),
         usd_per_hour_each=0.0 if instance is None else instance.usd_per_hour,
         note="; ".join(notes) if notes else None,

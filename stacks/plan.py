@@ -84,6 +84,7 @@ class Plan:
                 {"policy": f.policy, "level": f.level, "urn": f.urn, "message": f.message}
                 for f in self.findings
             ],
+            "assumptions": self.assumptions,
         }
 
     def children(self) -> dict[str | None, list[PlannedResource]]:
@@ -198,7 +199,7 @@ def plan_environment(spec: EnvironmentSpec, context_dir: Path | None = None) -> 
         outputs=outputs,
         cost=estimate_cost(resources, spec.shapes),
         findings=[],
-        assumptions=list(answers.assumptions.values()),
+        assumptions=sorted(answers.assumptions.values()),
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 from fermion.environments import load_shapes
 from fermion.environments.stack_files import load_environment, parse_environment
 from fermion.stacks import program
-from fermion.stacks.cost import estimate_cost
+from fermion.stacks.cost import CostLine, estimate_cost
 from fermion.stacks.manifests import is_kubernetes_object
 from fermion.stacks.plan import SECRET, UNKNOWN, Plan, PlanError, PlannedResource, plan_environment
 
@@ -37,8 +37,17 @@ def _of_type(plan: Plan, typ: str) -> list[PlannedResource]:
 
 def test_the_json_document_has_exactly_the_documented_shape(dev_plan: Plan) -> None:
     document = dev_plan.to_json()
-    assert list(document) == ["environment", "resources", "outputs", "cost", "findings"]
+    assert list(document) == [
+        "environment",
+        "resources",
+        "outputs",
+        "cost",
+        "findings",
+        "assumptions",
+    ]
     assert document["environment"] == "dev"
+    assert document["assumptions"] == sorted(document["assumptions"])
+    assert any("zones are named us-west-2a" in text for text in document["assumptions"])
     assert document["findings"] == []
     for resource in document["resources"]:
         assert list(resource) == ["urn", "type", "name", "parent", "inputs"]
@@ -72,7 +81,9 @@ def test_the_gpu_pool_gets_the_nvidia_ami_and_the_gpu_taint(dev_plan: Plan) -> N
     assert gpu["scalingConfig"]["minSize"] == 0
     system = groups["dev-cluster-system"]
     assert system["amiType"] == "AL2023_x86_64_STANDARD"
-    assert not system.get("taints")
+    assert system["taints"] == [
+        {"key": "CriticalAddonsOnly", "value": "true", "effect": "NO_SCHEDULE"}
+    ]
 
 
 def test_inputs_name_what_only_up_can_know_and_hide_secrets(dev_plan: Plan) -> None:
@@ -200,6 +211,48 @@ def test_cost_lines_say_when_a_price_is_a_bound_or_missing() -> None:
     assert c.usd_per_hour_each == 0 and c.note == "x9.huge has no price in the shape catalog"
     assert cost.per_hour_min_usd == pytest.approx(price, abs=1e-4)
     assert cost.per_hour_max_usd == pytest.approx(5 * price, abs=1e-4)
+
+
+def _pool_line(plan: Plan, name: str) -> CostLine:
+    (line,) = [line for line in plan.cost.lines if line.detail.startswith(f"{name}:")]
+    return line
+
+
+@pytest.mark.parametrize(
+    ("shape", "replicas_min", "nodes_min"),
+    [("gpu.l4", 3, 3), ("gpu.h100-sxm", 3, 1), ("gpu.l4", 0, 0)],
+)
+def test_the_minimum_counts_the_nodes_that_services_minimum_replicas_hold_up(
+    shape: str, replicas_min: int, nodes_min: int
+) -> None:
+    spec = parse_environment(
+        {
+            "network": {"nat": "single"},
+            "node_pools": [{"name": "gpu", "shape": shape, "size": {"min": 0, "max": 4}}],
+            "services": [
+                {
+                    "name": "svc",
+                    "shape": shape,
+                    "replicas": {"min": replicas_min, "max": 4},
+                }
+            ],
+        },
+        "qa",
+    )
+    line = _pool_line(plan_environment(spec), "qa-gpu")
+    assert (line.count_min, line.count_max) == (nodes_min, 4)
+    if nodes_min:
+        assert line.note == f"at min: {nodes_min} more for the services' minimum replicas"
+    else:
+        assert line.note is None
+
+
+def test_held_nodes_go_to_the_first_pool_of_the_shape_with_room(prod_plan: Plan) -> None:
+    # prod: classifier (min 1) and embed (min 1) on gpu.a10; the on-demand pool's own minimum
+    # of 1 covers one, so one more is held up there; the spot pool stays at 0.
+    on_demand = _pool_line(prod_plan, "prod-a10-on-demand")
+    spot = _pool_line(prod_plan, "prod-a10-spot")
+    assert (on_demand.count_min, spot.count_min) == (2, 0)
 
 
 def test_every_planned_kubernetes_object_passes_its_schema(prod_plan: Plan) -> None:
