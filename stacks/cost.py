@@ -3,8 +3,9 @@
 The cost is read off the resources the program declares, not off the spec, so it counts what
 `pulumi up` would really create: every node group (the system nodes too) at its minimum and
 maximum size, the EKS control plane, NAT gateways and interface endpoints. At the minimum, a pool
-also counts the nodes its services' minimum replicas hold up, however low its own minimum is. Prices come from the
-shape catalog. Data transfer, storage and load balancers depend on use and are left out.
+also counts the nodes its services' minimum replicas hold up, however low its own minimum is.
+Prices come from the shape catalog. Data transfer, storage and load balancers depend on use and
+are left out.
 """
 
 from __future__ import annotations
