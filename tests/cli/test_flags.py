@@ -70,6 +70,8 @@ def flags_of(command_line: str) -> frozenset[str] | None:
     if words[0] == "fermion":
         path: tuple[str, ...] = ()
         for word in words[1:]:
+            if word == "{}":
+                return any_flag()  # a command that the message fills in
             if (*path, word) not in command_flags():
                 break
             path = (*path, word)
@@ -95,9 +97,14 @@ def unknown_flags(text: str, context: frozenset[str] | None = None) -> Iterator[
 
 
 def _literals(path: Path) -> Iterator[tuple[int, str]]:
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    """Every string literal, an f-string whole with {} for each value."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    fstrings = [node for node in ast.walk(tree) if isinstance(node, ast.JoinedStr)]
+    parts_of_fstrings = {id(part) for node in fstrings for part in node.values}
+    for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            yield node.lineno, node.value
+            if id(node) not in parts_of_fstrings:
+                yield node.lineno, node.value
         elif isinstance(node, ast.JoinedStr):
             parts = [v.value if isinstance(v, ast.Constant) else "{}" for v in node.values]
             yield node.lineno, "".join(str(p) for p in parts)
@@ -151,4 +158,5 @@ def test_the_check_catches_a_flag_that_no_command_has() -> None:
     assert list(unknown_flags("`fermion shapes --gpu a100`")) == []
     assert list(unknown_flags("`python -m server --json`")) == ["--json"]
     assert list(unknown_flags("`docker buildx build --load DIR`")) == []
+    assert list(unknown_flags("`fermion {} ENV --json`")) == []
     assert "--auth-token-file" in serving_flags() and "--json" not in serving_flags()
