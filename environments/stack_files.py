@@ -28,6 +28,7 @@ from fermion.environments.errors import (
 from fermion.environments.formats import NAME_MAX
 from fermion.environments.shapes import ShapeCatalog
 from fermion.environments.spec import EnvironmentSpec
+from fermion.environments.yaml_index import KeyIndex, index_keys, with_lines
 
 # Readable forms of the spec's regular expressions, by field name.
 _PATTERN_FIXES = {
@@ -164,6 +165,7 @@ class StackConfig:
     text: str
     environment: object
     region: object
+    keys: KeyIndex
 
     def spec(self, env: str, shapes: ShapeCatalog | None = None) -> EnvironmentSpec:
         """The checked spec; errors name this file and the line of each bad key."""
@@ -173,7 +175,7 @@ class StackConfig:
             region=self.region,
             source=str(self.path),
             shapes=shapes,
-            lines=_line_index(self.text),
+            lines=_line_index(self.keys),
         )
 
 
@@ -191,9 +193,10 @@ def read_stack_config(path: Path) -> StackConfig:
         raise StackFileError(
             path, f"is not valid YAML: {_yaml_message(exc)}", "Fix the YAML syntax"
         ) from None
-    duplicates = _duplicate_keys(text)
-    if duplicates:
-        raise EnvironmentSpecError(str(path), duplicates)
+    keys = index_keys(text)
+    repeated = _repeated_keys(keys)
+    if repeated:
+        raise EnvironmentSpecError(str(path), repeated)
     config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict) or ENVIRONMENT_KEY not in config:
         raise StackFileError(
@@ -207,6 +210,7 @@ def read_stack_config(path: Path) -> StackConfig:
         text=text,
         environment=config[ENVIRONMENT_KEY],
         region=config.get(REGION_KEY, config.get("region")),
+        keys=keys,
     )
 
 
@@ -244,7 +248,7 @@ def parse_environment(
         if key in data
     ]
     if misplaced:
-        raise EnvironmentSpecError(source, _with_lines(misplaced, lines))
+        raise EnvironmentSpecError(source, with_lines(misplaced, lines))
     payload: dict[Any, Any] = {**data, "name": env}
     if region is not None:
         payload["region"] = region
@@ -253,9 +257,9 @@ def parse_environment(
         spec = EnvironmentSpec.model_validate(payload, context=context)
     except ValidationError as exc:
         problems = [_problem(err) for err in exc.errors(include_url=False)]
-        raise EnvironmentSpecError(source, _with_lines(problems, lines)) from None
+        raise EnvironmentSpecError(source, with_lines(problems, lines)) from None
     except EnvironmentSpecError as exc:
-        raise EnvironmentSpecError(source, _with_lines(exc.problems, lines)) from None
+        raise EnvironmentSpecError(source, with_lines(exc.problems, lines)) from None
     except RecursionError:
         raise EnvironmentSpecError(
             source, [SpecProblem("", "the object is nested too deeply", None, "Flatten it")]
@@ -348,107 +352,25 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
     return str(problem)
 
 
-def _line_index(text: str) -> dict[str, int]:
-    """Map each key path under `config: fermion:environment:` to its line number (1-based)."""
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return {}
-    index: dict[str, int] = {}
-    config = _child(root, "config")
-    env = _child(config, ENVIRONMENT_KEY) if config is not None else None
-    if env is not None:
-        _walk(env, "", index)
-    if config is not None:
-        region = _child(config, REGION_KEY)
-        if region is not None:
-            index[REGION_KEY] = region.start_mark.line + 1
+def _line_index(keys: KeyIndex) -> dict[str, int]:
+    """Each key path under `config: fermion:environment:` with its line, and the region's."""
+    index = keys.under(f"config.{ENVIRONMENT_KEY}")
+    region = keys.lines.get(f"config.{REGION_KEY}")
+    if region is not None:
+        index[REGION_KEY] = region
     return index
 
 
-def _duplicate_keys(text: str) -> list[SpecProblem]:
-    """Keys given twice in one mapping, which YAML loaders resolve by silently keeping the last.
-
-    Paths inside the environment object read as the spec's own key paths (`services[0].replicas`);
-    others keep their place in the file (`config.aws:region`).
-    """
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return []
-    problems: list[SpecProblem] = []
-
-    def walk(node: yaml.Node, path: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[str, int] = {}
-            for k, v in node.value:
-                if not isinstance(k, yaml.ScalarNode):
-                    continue
-                child = f"{path}.{k.value}" if path else str(k.value)
-                line = k.start_mark.line + 1
-                if k.value in seen:
-                    shown = child.removeprefix(f"config.{ENVIRONMENT_KEY}.")
-                    problems.append(
-                        SpecProblem(
-                            shown,
-                            f"key {k.value!r} is given twice, at lines {seen[k.value]} and {line}; "
-                            "YAML would keep the second and silently drop the first",
-                            None,
-                            "Keep one of them",
-                            line,
-                        )
-                    )
-                else:
-                    seen[k.value] = line
-                walk(v, child)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, f"{path}[{i}]")
-
-    if root is not None:
-        walk(root, "")
-    return problems
-
-
-def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            if isinstance(k, yaml.ScalarNode) and k.value == key:
-                return v  # type: ignore[no-any-return]
-    return None
-
-
-def _walk(node: yaml.Node, path: str, index: dict[str, int]) -> None:
-    if path:
-        index.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            if isinstance(k, yaml.ScalarNode):
-                child = f"{path}.{k.value}" if path else str(k.value)
-                index.setdefault(child, k.start_mark.line + 1)
-                _walk(v, child, index)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(item, f"{path}[{i}]", index)
-
-
-def _with_lines(
-    problems: Sequence[SpecProblem], lines: Mapping[str, int] | None
-) -> list[SpecProblem]:
-    if not lines:
-        return list(problems)
-    out = []
-    for p in problems:
-        line = _nearest_line(p.path, lines)
-        out.append(p if line is None else SpecProblem(p.path, p.problem, p.value, p.fix, line))
-    return out
-
-
-def _nearest_line(path: str, lines: Mapping[str, int]) -> int | None:
-    # A key that is missing or defaulted has no line of its own; point at its nearest parent.
-    while path:
-        if path in lines:
-            return lines[path]
-        cut = max(path.rfind("."), path.rfind("["))
-        path = path[:cut] if cut > 0 else ""
-    return None
+def _repeated_keys(keys: KeyIndex) -> list[SpecProblem]:
+    """Keys given twice; inside the environment they read as the spec's own key paths."""
+    return [
+        SpecProblem(
+            r.path.removeprefix(f"config.{ENVIRONMENT_KEY}."),
+            f"key {r.key!r} is given twice, at lines {r.first_line} and {r.line}; "
+            "YAML would keep the second and silently drop the first",
+            None,
+            "Keep one of them",
+            r.line,
+        )
+        for r in keys.repeated
+    ]
