@@ -37,7 +37,7 @@ def _on_broken_pipe(console: Console) -> None:
 
 # rich's hook for a closed stdout exits 1, which fails `fermion plan | head` under pipefail.
 # Set on the class, so typer's own help consoles behave the same as fermion's.
-Console.on_broken_pipe = _on_broken_pipe  # type: ignore[method-assign]
+Console.on_broken_pipe = _on_broken_pipe  # type: ignore[method-assign,assignment]
 
 out = Console(highlight=False, width=_width(sys.stdout))
 err = Console(stderr=True, highlight=False, width=_width(sys.stderr))

@@ -20,7 +20,8 @@ from fermion.components.inference_service import InferenceServiceArgs
 from fermion.components.model_store import ModelStoreArgs
 from fermion.components.network import NetworkArgs
 from fermion.components.runtime_image import RuntimeImageArgs
-from fermion.environments.spec import EnvironmentSpec, NodePoolSpec, ServiceSpec
+from fermion.environments.sections import NodePoolSpec, ServiceSpec
+from fermion.environments.spec import EnvironmentSpec
 from fermion.runtime_images.catalog import load_image
 from fermion.runtime_images.render import model_config
 

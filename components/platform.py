@@ -35,7 +35,8 @@ from fermion.components.inference_service import InferenceService
 from fermion.components.model_store import ModelStore, s3_uri_read_policy
 from fermion.components.network import Network
 from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR, RuntimeImage
-from fermion.environments.spec import EnvironmentSpec, ServiceSpec
+from fermion.environments.sections import ServiceSpec
+from fermion.environments.spec import EnvironmentSpec
 
 SERVICES_NAMESPACE = "inference"
 

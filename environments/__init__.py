@@ -23,19 +23,10 @@ if TYPE_CHECKING:
     )
     from fermion.environments.formats import parse_tensor_spec
     from fermion.environments.rules import check_environment
-    from fermion.environments.shapes import (
-        Gpu,
-        InstanceType,
-        PriceSource,
-        Shape,
-        ShapeCatalog,
-        load_shapes,
-    )
-    from fermion.environments.spec import (
+    from fermion.environments.sections import (
         AutoscalingSpec,
         BatchingSpec,
         ClusterSpec,
-        EnvironmentSpec,
         ModelSpec,
         NetworkSpec,
         NodePoolSpec,
@@ -46,6 +37,15 @@ if TYPE_CHECKING:
         StorageSpec,
         SystemNodesSpec,
     )
+    from fermion.environments.shapes import (
+        Gpu,
+        InstanceType,
+        PriceSource,
+        Shape,
+        ShapeCatalog,
+        load_shapes,
+    )
+    from fermion.environments.spec import EnvironmentSpec
     from fermion.environments.stack_files import (
         ENVIRONMENT_KEY,
         find_stacks_dir,
@@ -59,11 +59,11 @@ if TYPE_CHECKING:
 _MODULES = {
     "fermion.environments.formats": ("parse_tensor_spec",),
     "fermion.environments.rules": ("check_environment",),
-    "fermion.environments.spec": (
+    "fermion.environments.spec": ("EnvironmentSpec",),
+    "fermion.environments.sections": (
         "AutoscalingSpec",
         "BatchingSpec",
         "ClusterSpec",
-        "EnvironmentSpec",
         "ModelSpec",
         "NetworkSpec",
         "NodePoolSpec",

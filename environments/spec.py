@@ -1,7 +1,7 @@
 """EnvironmentSpec: one fermion environment, as written under `fermion:environment`.
 
-Its sections are the models of `fermion.environments.sections`, re-exported here. The rules that
-span sections live in `fermion.environments.rules` and run whenever an EnvironmentSpec is built.
+Its sections are the models of `fermion.environments.sections`. The rules that span sections
+live in `fermion.environments.rules` and run whenever an EnvironmentSpec is built.
 """
 
 from __future__ import annotations
@@ -14,43 +14,19 @@ from fermion.environments import formats
 from fermion.environments.errors import EnvironmentSpecError
 from fermion.environments.rules import check_environment
 from fermion.environments.sections import (
-    DEFAULT_EKS_VERSION,
-    AutoscalingSpec,
-    BatchingSpec,
     ClusterSpec,
-    EksVersion,
-    ModelSpec,
     Name,
     NetworkSpec,
     NodePoolSpec,
     RegistrySpec,
-    ReplicasSpec,
     ServiceSpec,
-    SizeSpec,
     Spec,
     StorageSpec,
-    SystemNodesSpec,
     TagValue,
 )
 from fermion.environments.shapes import ShapeCatalog, image_for, load_shapes
 
-__all__ = [
-    "DEFAULT_EKS_VERSION",
-    "AutoscalingSpec",
-    "BatchingSpec",
-    "ClusterSpec",
-    "EksVersion",
-    "EnvironmentSpec",
-    "ModelSpec",
-    "NetworkSpec",
-    "NodePoolSpec",
-    "RegistrySpec",
-    "ReplicasSpec",
-    "ServiceSpec",
-    "SizeSpec",
-    "StorageSpec",
-    "SystemNodesSpec",
-]
+__all__ = ["EnvironmentSpec"]
 
 
 class EnvironmentSpec(Spec):

@@ -27,7 +27,7 @@ from fermion.runtime_images.server.config import (
 )
 
 if TYPE_CHECKING:
-    from fermion.environments.spec import ServiceSpec
+    from fermion.environments.sections import ServiceSpec
 
 SERVER_DIR = Path(__file__).with_name("server")
 TEMPLATE_DIR = Path(fermion.templates.__file__).parent
