@@ -15,7 +15,9 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from fermion.cli import image
+from fermion.cli.bootstrap import bootstrap
 from fermion.cli.console import closed_by_reader, err
+from fermion.cli.doctor import doctor
 from fermion.cli.help_format import hide_flag_types
 from fermion.cli.plan import plan
 from fermion.cli.serve import serve
@@ -86,6 +88,8 @@ def _root(
 app.command("validate", rich_help_panel="Environments")(validate)
 app.command("shapes", rich_help_panel="Environments")(shapes)
 app.command("plan", rich_help_panel="Environments")(plan)
+app.command("bootstrap", rich_help_panel="Environments")(bootstrap)
+app.command("doctor", rich_help_panel="Environments")(doctor)
 app.command("serve", rich_help_panel="Models")(serve)
 app.add_typer(image.app, rich_help_panel="Models")
 

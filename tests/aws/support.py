@@ -1,0 +1,84 @@
+"""Helpers of the boto3 tests: environments written to a scratch folder, boto3 pointed at the
+moto server, and clients under botocore's Stubber for the few calls moto does not implement."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fermion.stacks.aws_lookups import Aws
+
+
+@pytest.fixture
+def aws(moto: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """boto3 pointed at the moto server, and no Pulumi backend chosen by the user."""
+    for key, value in moto.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_PROFILE", "PULUMI_BACKEND_URL", "PULUMI_ACCESS_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "pulumi-home"))
+    return moto
+
+
+def write_env(
+    folder: Path, name: str, region: str, environment: dict[str, Any] | None = None
+) -> Path:
+    """A Pulumi.<name>.yaml in `folder`; the environment object is small unless given."""
+    if environment is None:
+        environment = {
+            "network": {"availability_zones": 2, "nat": "single", "interface_endpoints": []},
+            "node_pools": [{"name": "gpu", "shape": "gpu.l4", "size": {"min": 0, "max": 2}}],
+        }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"Pulumi.{name}.yaml"
+    document = {"config": {"aws:region": region, "fermion:environment": environment}}
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def unique(prefix: str) -> str:
+    """A bucket name no other test uses: the moto server lives for the whole session."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class Stubbed:
+    """A real boto3 client whose every call is answered by botocore's Stubber, in order."""
+
+    def __init__(self, service: str, region: str) -> None:
+        import boto3
+        from botocore.stub import Stubber
+
+        self.client = boto3.session.Session().client(service, region_name=region)
+        self.stubber = Stubber(self.client)
+
+    def answer(self, method: str, response: dict[str, Any], **params: Any) -> Stubbed:
+        self.stubber.add_response(method, response, params or None)
+        return self
+
+    def fail(self, method: str, code: str, status: int = 400, message: str = "") -> Stubbed:
+        self.stubber.add_client_error(
+            method, service_error_code=code, service_message=message, http_status_code=status
+        )
+        return self
+
+
+@contextmanager
+def stubbed_aws(region: str, **stubs: Stubbed) -> Iterator[Aws]:
+    """An Aws on moto, except for the services given, whose clients answer from their stubs;
+    every stubbed answer must have been asked for by the end."""
+    clients = {name.replace("_", "-"): stub.client for name, stub in stubs.items()}
+    for stub in stubs.values():
+        stub.stubber.activate()
+    try:
+        yield Aws(region, clients=clients)
+        for stub in stubs.values():
+            stub.stubber.assert_no_pending_responses()
+    finally:
+        for stub in stubs.values():
+            stub.stubber.deactivate()
