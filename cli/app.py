@@ -19,9 +19,11 @@ from fermion.cli.bootstrap import bootstrap
 from fermion.cli.console import closed_by_reader, err
 from fermion.cli.doctor import doctor
 from fermion.cli.help_format import hide_flag_types
+from fermion.cli.outputs import outputs
 from fermion.cli.plan import plan
 from fermion.cli.serve import serve
 from fermion.cli.shapes import shapes
+from fermion.cli.stack_ops import destroy, preview, refresh, up
 from fermion.cli.validate import validate
 from fermion.environments.errors import FermionError
 
@@ -92,6 +94,11 @@ app.command("bootstrap", rich_help_panel="Environments")(bootstrap)
 app.command("doctor", rich_help_panel="Environments")(doctor)
 app.command("serve", rich_help_panel="Models")(serve)
 app.add_typer(image.app, rich_help_panel="Models")
+app.command("preview", rich_help_panel="Stacks")(preview)
+app.command("up", rich_help_panel="Stacks")(up)
+app.command("destroy", rich_help_panel="Stacks")(destroy)
+app.command("refresh", rich_help_panel="Stacks")(refresh)
+app.command("outputs", rich_help_panel="Stacks")(outputs)
 
 
 def main() -> None:
