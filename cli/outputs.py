@@ -24,7 +24,7 @@ def outputs(
         bool,
         typer.Option(
             "--show-secrets",
-            help="Show secret outputs (the kubeconfig, for one) instead of [secret].",
+            help="Show secret outputs (the kubeconfig, for one) instead of \\[secret].",
         ),
     ] = False,
 ) -> None:

@@ -47,8 +47,9 @@ Yes = Annotated[
     typer.Option(
         "--yes",
         "-y",
-        help="Go ahead without asking, even when stateful resources (buckets, registries, the "
-        "cluster, KMS keys) would be replaced or deleted. Needed when stdin is not a terminal.",
+        help="Go ahead without asking. up asks only when a stateful resource (bucket, registry, "
+        "cluster, KMS key) would be replaced or deleted; destroy always asks. Needed where stdin "
+        "is not a terminal.",
     ),
 ]
 

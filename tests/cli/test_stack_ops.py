@@ -446,3 +446,12 @@ def test_a_locked_stack_says_how_to_free_it(seams: Seams) -> None:
     assert result.exit_code == 1
     assert "the stack is currently locked" in result.stderr
     assert "Another operation holds the stack's lock" in result.stderr
+
+
+def test_the_stack_commands_have_a_panel_of_their_own() -> None:
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "120"})
+    panel = result.stdout[result.stdout.index("Stacks") :]
+    for command in ("preview", "up", "destroy", "refresh", "outputs"):
+        assert f" {command} " in panel
+    shown = runner.invoke(app, ["outputs", "--help"], env={"COLUMNS": "200"})
+    assert "instead of [secret]." in shown.stdout
