@@ -40,22 +40,40 @@ def plan(
             show_default=False,
         ),
     ] = None,
+    ask_aws: Annotated[
+        bool,
+        typer.Option(
+            "--aws",
+            help="Ask AWS, with your credentials, for the zones, instance-type offerings and "
+            "add-on versions the plan otherwise assumes. Nothing is created.",
+        ),
+    ] = False,
 ) -> None:
     """Show what `pulumi up` would create for ENV, and its cost per hour, with no credentials."""
     from fermion.environments.stack_files import read_stack_config, stack_file
     from fermion.stacks.plan import plan_environment
 
     config = read_stack_config(stack_file(env, stacks_folder(stacks_dir)))
-    result = plan_environment(config.spec(env))
+    spec = config.spec(env)
+    asked = None
+    if ask_aws:
+        from fermion.stacks.aws_answers import aws_answers
+        from fermion.stacks.aws_lookups import connect
+
+        answers = aws_answers(spec, connect(spec.region))
+        asked = answers.asked
+        result = plan_environment(spec, answers=answers)
+    else:
+        result = plan_environment(spec)
     written = None
     if manifests is not None:
         from fermion.stacks.manifests import write_manifests
 
         written = write_manifests(result.resources, manifests)
     if as_json:
-        print_json(result.to_json())
+        print_json(result.to_json() if asked is None else {**result.to_json(), "asked_aws": asked})
         return
-    out.print(f"[bold yellow]{escape(BANNER)}[/]")
+    out.print(f"[bold yellow]{escape(BANNER if asked is None else _asked_banner(asked))}[/]")
     out.print()
     out.print(_tree(result))
     _print_outputs(result)
@@ -70,6 +88,15 @@ def plan(
             f"wrote {len(written.objects)} Kubernetes objects and {len(written.releases)} Helm "
             f"releases to {escape(str(written.folder))}"
         )
+
+
+def _asked_banner(asked: dict[str, str]) -> str:
+    lookups = ", ".join(key for key in asked if key != "account")
+    return (
+        "plan, not `pulumi preview`: the stack program ran under Pulumi's mocks; AWS (account "
+        f"{asked['account']}) answered its lookups ({lookups}) and nothing was created. Values "
+        "AWS computes show as (known after up)."
+    )
 
 
 def _tree(result: Plan) -> Tree:

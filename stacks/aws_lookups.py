@@ -24,6 +24,7 @@ __all__ = [
     "LookupUnavailableError",
     "Quota",
     "RegionStatus",
+    "Zone",
     "connect",
 ]
 
@@ -65,6 +66,14 @@ class RegionStatus:
     @property
     def enabled(self) -> bool:
         return self.opt_in in ("opt-in-not-required", "opted-in")
+
+
+@dataclass(frozen=True)
+class Zone:
+    """An availability zone: its name in this account, and the id that is the same in all."""
+
+    name: str
+    id: str
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,10 @@ class Aws:
         return RegionStatus(self.region, None)
 
     def zones(self) -> list[str]:
+        """The names of the region's available zones that need no opt-in, in name order."""
+        return [zone.name for zone in self.availability_zones()]
+
+    def availability_zones(self) -> list[Zone]:
         """The region's available zones that need no opt-in, in name order: the zones a new
         network picks from (local and Wavelength zones lack services EKS needs)."""
         with aws_errors(self.region):
@@ -145,7 +158,11 @@ class Aws:
                     {"Name": "state", "Values": ["available"]},
                 ]
             )
-        return sorted(str(z["ZoneName"]) for z in answer.get("AvailabilityZones", []))
+        zones = [
+            Zone(name=str(z["ZoneName"]), id=str(z.get("ZoneId", z["ZoneName"])))
+            for z in answer.get("AvailabilityZones", [])
+        ]
+        return sorted(zones, key=lambda zone: zone.name)
 
     def offering_zones(self, instance_types: Iterable[str]) -> dict[str, list[str]]:
         """For each instance type, the zones of the region that sell it (none: an empty list)."""

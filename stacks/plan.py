@@ -20,6 +20,7 @@ import pulumi
 from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
+from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import wait_for_rpcs
 
 from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR
@@ -168,9 +169,12 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
-def plan_environment(spec: EnvironmentSpec, context_dir: Path | None = None) -> Plan:
-    """Run the stack program for the checked `spec` under mocks and record what it declares."""
-    answers = OfflineAnswers(spec.region)
+def plan_environment(
+    spec: EnvironmentSpec, context_dir: Path | None = None, answers: OfflineAnswers | None = None
+) -> Plan:
+    """Run the stack program for the checked `spec` under mocks and record what it declares.
+    `answers` answers its lookups; offline assumptions unless given (`plan --aws` asks AWS)."""
+    answers = OfflineAnswers(spec.region) if answers is None else answers
     monitor = _RecordingMonitor(answers)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -190,6 +194,14 @@ def plan_environment(spec: EnvironmentSpec, context_dir: Path | None = None) -> 
             except pulumi.RunError as exc:
                 raise PlanError(spec.name, str(exc)) from None
     finally:
+        # A program that stopped with an error (AWS's zones fewer than the network wants, under
+        # --aws) leaves registrations in flight: end them here, so that they do not print as
+        # destroyed, nor hold the next plan in this process to a closed loop.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        SETTINGS.outputs.clear()
         asyncio.set_event_loop(None)
         loop.close()
     resources = _tree_order(monitor.recorded)
