@@ -68,15 +68,18 @@ class Stubbed:
         return self
 
 
-@contextmanager
-def stubbed_aws(region: str, **stubs: Stubbed) -> Iterator[Aws]:
-    """An Aws on moto, except for the services given, whose clients answer from their stubs;
-    every stubbed answer must have been asked for by the end."""
-    clients = {name.replace("_", "-"): stub.client for name, stub in stubs.items()}
+def with_stubs(region: str, **stubs: Stubbed) -> Aws:
+    """An Aws on moto, except for the services given, whose clients answer from their stubs."""
     for stub in stubs.values():
         stub.stubber.activate()
+    return Aws(region, clients={name.replace("_", "-"): s.client for name, s in stubs.items()})
+
+
+@contextmanager
+def stubbed_aws(region: str, **stubs: Stubbed) -> Iterator[Aws]:
+    """`with_stubs`, checking at the end that every stubbed answer was asked for."""
     try:
-        yield Aws(region, clients=clients)
+        yield with_stubs(region, **stubs)
         for stub in stubs.values():
             stub.stubber.assert_no_pending_responses()
     finally:

@@ -26,7 +26,7 @@ from fermion.stacks import aws_lookups
 from fermion.stacks.bootstrap import bootstrap
 from fermion.stacks.doctor import Check, DoctorReport, nvidia_ami_parameter, run_doctor
 
-from .support import Stubbed, aws, stubbed_aws, unique, write_env
+from .support import Stubbed, aws, stubbed_aws, unique, with_stubs, write_env
 
 __all__ = ["aws"]
 
@@ -302,30 +302,19 @@ def test_a_deleted_state_bucket_fails(ready: Path) -> None:
 
 
 def test_cli_table_and_exit_codes(ready: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    stubs: list[Any] = []
-
-    def connect(region: str) -> aws_lookups.Aws:
-        context = stubbed_aws(
-            region, service_quotas=_quotas(region, 64, 32), eks=_eks(region), ssm=_ssm(region)
+    def connect(quota: float) -> Any:
+        return lambda region: with_stubs(
+            region, service_quotas=_quotas(region, quota, 32), eks=_eks(region), ssm=_ssm(region)
         )
-        stubs.append(context)
-        return context.__enter__()
 
-    monkeypatch.setattr(aws_lookups, "connect", connect)
+    monkeypatch.setattr(aws_lookups, "connect", connect(64))
     result = runner.invoke(app, ["doctor", "dev", "--stacks-dir", str(ready)])
     assert result.exit_code == 0, result.output
     assert "pass" in result.stdout and "fail" not in result.stdout
     assert "zones: gpu" in result.stdout
 
     # The same environment without its GPU quota: exit 1, and the JSON says why.
-    def short(region: str) -> aws_lookups.Aws:
-        context = stubbed_aws(
-            region, service_quotas=_quotas(region, 4, 32), eks=_eks(region), ssm=_ssm(region)
-        )
-        stubs.append(context)
-        return context.__enter__()
-
-    monkeypatch.setattr(aws_lookups, "connect", short)
+    monkeypatch.setattr(aws_lookups, "connect", connect(4))
     result = runner.invoke(app, ["doctor", "dev", "--stacks-dir", str(ready), "--json"])
     assert result.exit_code == 1
     document = json.loads(result.stdout)
