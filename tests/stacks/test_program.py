@@ -104,5 +104,5 @@ def test_run_by_hand_it_says_where_it_runs_instead_of_a_traceback(tmp_path: Path
     )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    assert "runs under the Pulumi engine: `pulumi up`" in done.stderr
+    assert "runs under the Pulumi engine: `fermion up ENV`, or `pulumi up`" in done.stderr
     assert "fermion plan ENV" in done.stderr
