@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any, NoReturn, TextIO
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 # Output that goes to a file or a pipe keeps every type, name and number whole: rich would
 # otherwise lay it out for an 80-column terminal and cut or fold it.
@@ -51,3 +53,29 @@ def print_json(data: Any) -> None:
 def usd(amount: float) -> str:
     """A dollar amount per hour, with cents, or more digits below a dollar."""
     return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
+
+
+def print_outputs(values: Mapping[str, Any]) -> None:
+    """Outputs for people: one `name: value` line each, nested objects indented."""
+    if not values:
+        out.print("[bold]outputs[/]: none (nothing deployed, or the program exports nothing)")
+        return
+    out.print("[bold]outputs[/]")
+    for key, value in values.items():
+        _print_value(key, value, 1)
+
+
+def _print_value(key: str, value: object, depth: int) -> None:
+    indent = "  " * depth
+    if isinstance(value, Mapping) and value:
+        out.print(f"{indent}[dim]{escape(key)}[/]")
+        for inner, item in value.items():
+            _print_value(str(inner), item, depth + 1)
+        return
+    text = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    if "\n" in text:
+        # A kubeconfig, for one: keep its lines as they are, under the key.
+        out.print(f"{indent}[dim]{escape(key)}:[/]")
+        out.print(escape(text), soft_wrap=True)
+        return
+    out.print(f"{indent}[dim]{escape(key)}:[/] {escape(text or 'none')}", soft_wrap=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from fermion.cli.console import out, print_json
+from fermion.cli.console import out, print_json, print_outputs
 from fermion.cli.options import StacksDir
 
 
@@ -40,29 +39,3 @@ def outputs(
         return
     out.print(f"[dim]{escape(opened.describe())}[/]", soft_wrap=True)
     print_outputs(values)
-
-
-def print_outputs(values: Mapping[str, Any]) -> None:
-    """Outputs for people: one `name: value` line each, nested objects indented."""
-    if not values:
-        out.print("[bold]outputs[/]: none (nothing deployed, or the program exports nothing)")
-        return
-    out.print("[bold]outputs[/]")
-    for key, value in values.items():
-        _print_value(key, value, 1)
-
-
-def _print_value(key: str, value: object, depth: int) -> None:
-    indent = "  " * depth
-    if isinstance(value, Mapping) and value:
-        out.print(f"{indent}[dim]{escape(key)}[/]")
-        for inner, item in value.items():
-            _print_value(str(inner), item, depth + 1)
-        return
-    text = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
-    if "\n" in text:
-        # A kubeconfig, for one: keep its lines as they are, under the key.
-        out.print(f"{indent}[dim]{escape(key)}:[/]")
-        out.print(escape(text), soft_wrap=True)
-        return
-    out.print(f"{indent}[dim]{escape(key)}:[/] {escape(text or 'none')}", soft_wrap=True)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from fermion.cli.console import out, print_json, usd
+from fermion.cli.console import out, print_json, print_outputs, usd
 from fermion.cli.options import StacksDir, stacks_folder
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def plan(
     out.print(f"[bold yellow]{escape(BANNER if asked is None else _asked_banner(asked))}[/]")
     out.print()
     out.print(_tree(result))
-    _print_outputs(result)
+    print_outputs(result.outputs)
     _print_cost(result)
     _print_findings(result)
     if result.assumptions:
@@ -122,23 +122,6 @@ def _label(resource: PlannedResource, children: dict[str | None, list[PlannedRes
         count = len(children.get(resource.urn, []))
         return f"[bold cyan]{escape(resource.type)}[/] {escape(resource.name)} [dim]({count})[/]"
     return f"[dim]{escape(resource.type)}[/] {escape(resource.name)}"
-
-
-def _print_outputs(result: Plan) -> None:
-    out.print("[bold]outputs[/]")
-    for key, value in result.outputs.items():
-        _print_output(key, value, 1)
-
-
-def _print_output(key: str, value: object, depth: int) -> None:
-    indent = "  " * depth
-    if isinstance(value, dict) and value:
-        out.print(f"{indent}[dim]{escape(key)}[/]")
-        for inner, item in value.items():
-            _print_output(str(inner), item, depth + 1)
-        return
-    text = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
-    out.print(f"{indent}[dim]{escape(key)}:[/] {escape(text or 'none')}", soft_wrap=True)
 
 
 def _print_cost(result: Plan) -> None:
