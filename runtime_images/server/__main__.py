@@ -105,15 +105,24 @@ def _serve_workers(config: ServerConfig, sock: socket.socket) -> int:
 
     sock.set_inheritable(True)
     context = multiprocessing.get_context("fork")
+    warm = context.Value("i", 0)
+
+    def one_more_warm(_app: object) -> None:
+        with warm.get_lock():
+            warm.value += 1
 
     def child() -> None:
-        server = build_server(config)
+        server = build_server(config, one_more_warm)
+        server.app.peers_ready = lambda: warm.value >= config.workers
         server.run(sockets=[sock])
         sys.exit(server.exit_code)
 
     workers = [context.Process(target=child, daemon=False) for _ in range(config.workers)]
     for worker in workers:
         worker.start()
+    # The workers hold the listener now. The parent's copy would keep it open after they close
+    # theirs on SIGTERM, and connections would queue there with nobody to accept them.
+    sock.close()
 
     def forward(sig: int, _frame: object) -> None:
         for worker in workers:

@@ -61,6 +61,9 @@ class ServingApp:
         self.load_error: str | None = None
         self.on_load_failure: Callable[[], None] = lambda: None
         self.on_ready: Callable[[ServingApp], None] = lambda app: None
+        # With several workers on one port, a probe reaches any one of them: each reports ready
+        # only once all are, or a pod would take traffic that its loading workers answer 503.
+        self.peers_ready: Callable[[], bool] = lambda: True
         self._tokens = tuple(t.encode() for t in config.auth_tokens)
         self._loader: asyncio.Task[None] | None = None
         self.router = Router(self.routes())
@@ -74,7 +77,9 @@ class ServingApp:
 
     @property
     def ready(self) -> bool:
-        return not self.draining and all(m.ready for m in self.models.values())
+        return (
+            not self.draining and all(m.ready for m in self.models.values()) and self.peers_ready()
+        )
 
     async def startup(self) -> None:
         """Begin loading the models in the background: the server is live at once."""

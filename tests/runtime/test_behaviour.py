@@ -348,3 +348,44 @@ def test_half_precision(models: dict[str, Path], logs: Path, precision: str, dat
         assert out["data"] == [3, 5, 7, 9]
     finally:
         server.stop()
+
+
+def _listener_holders(port: int) -> set[int]:
+    """The processes that hold the listening TCP socket on `port` (from /proc)."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        for row in (Path("/proc/net") / table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                inodes.add(f"socket:[{fields[9]}]")
+    holders = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            links = {str(fd.readlink()) for fd in (proc / "fd").iterdir()}
+        except OSError:
+            continue
+        if links & inodes:
+            holders.add(int(proc.name))
+    return holders
+
+
+def test_workers_are_ready_together_and_only_they_hold_the_port(
+    models: dict[str, Path], logs: Path
+) -> None:
+    server = start_server(
+        [str(models["affine"]), "--input", "input__0:FP32:-1,4", "--workers", "2"], logs
+    )
+    try:
+        wait_until_ready(server)
+        # Every worker answers once any one says ready: none is still loading.
+        for _ in range(40):
+            answer = server.infer("affine", {"inputs": [v2_input("input__0", [1] * 4, [1, 4])]})
+            assert answer.status == 200
+        holders = _listener_holders(server.port)
+        # The parent handed the listener to its workers, so it queues no connection at a drain.
+        assert server.process.pid not in holders
+        assert len(holders) == 2
+    finally:
+        assert server.stop() == 0
