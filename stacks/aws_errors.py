@@ -139,7 +139,7 @@ def aws_errors(region: str | None = None, *, every: bool = False) -> Iterator[No
     except PartialCredentialsError as exc:
         raise AwsCredentialsError(f"they are incomplete ({exc})") from None
     except ProfileNotFound as exc:
-        raise AwsCredentialsError(f"{exc}, which AWS_PROFILE or --profile names") from None
+        raise AwsCredentialsError(f"{exc}, which AWS_PROFILE names") from None
     except (SSOError, TokenRetrievalError) as exc:
         raise AwsCredentialsError(
             f"the SSO session has expired or was never started ({exc}); run `aws sso login`"
