@@ -85,7 +85,7 @@ def preview(env: Env, stacks_dir: StacksDir = None, as_json: AsJson = False) -> 
 def up(env: Env, stacks_dir: StacksDir = None, yes: Yes = False, as_json: AsJson = False) -> None:
     """Create or update ENV's resources in AWS. Asks first when a stateful resource would be
     replaced or deleted."""
-    from fermion.cli.outputs import print_outputs
+    from fermion.cli.console import print_outputs
     from fermion.cli.stack_target import check_environment, open_environment
     from fermion.stacks.confirm import StepRecorder
     from fermion.stacks.operations import outputs_json, run_operation, summary_json
@@ -160,7 +160,7 @@ def destroy(
 
 def refresh(env: Env, stacks_dir: StacksDir = None, as_json: AsJson = False) -> None:
     """Read ENV's resources back from AWS into the stack's state. Changes nothing in AWS."""
-    from fermion.cli.outputs import print_outputs
+    from fermion.cli.console import print_outputs
     from fermion.cli.stack_target import check_environment, open_environment
     from fermion.stacks.operations import outputs_json, run_operation, summary_json
 

@@ -25,7 +25,8 @@ class SpecProblem:
     fix: str | None = None
     line: int | None = None
 
-    def render(self) -> str:
+    def __str__(self) -> str:
+        """One line: where, what was found, and the fix."""
         where = self.path if self.path else "(top level)"
         if self.line is not None:
             where += f" (line {self.line})"
@@ -46,7 +47,7 @@ class EnvironmentSpecError(FermionError):
         count = len(self.problems)
         noun = "problem" if count == 1 else "problems"
         lines = [f"{source}: {count} {noun} in the environment"]
-        lines += [f"  - {p.render()}" for p in self.problems]
+        lines += [f"  - {p}" for p in self.problems]
         super().__init__("\n".join(lines))
 
 

@@ -127,7 +127,7 @@ def model_config(service: ServiceSpec) -> ModelConfig:
 def serving_config(image: ImageSpec, model: ModelConfig, grace_period_s: float) -> dict[str, Any]:
     """The serving.json the image's server reads."""
     model_fields = asdict(model)
-    model_fields["inputs"] = [spec.render() for spec in model.inputs]
+    model_fields["inputs"] = [str(spec) for spec in model.inputs]
     model_fields = {k: v for k, v in model_fields.items() if v is not None}
     return {
         "host": "0.0.0.0",  # a pod's server listens on the pod's address

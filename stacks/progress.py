@@ -82,7 +82,7 @@ class Diagnostic:
     message: str
     resource: str | None = None
 
-    def render(self) -> str:
+    def __str__(self) -> str:
         """`error: dev-cluster: the message` for people."""
         where = f"{self.resource}: " if self.resource else ""
         return f"{self.severity}: {where}{self.message}"
@@ -191,9 +191,9 @@ class StackProgress:
     def errors(self) -> list[str]:
         """The engine's error messages so far, each with its resource."""
         with self._lock:
-            return [d.render() for d in self._diagnostics if d.severity == "error"]
+            return [str(d) for d in self._diagnostics if d.severity == "error"]
 
-    def render(self) -> RenderableType:
+    def footer(self) -> RenderableType:
         """The live footer: elapsed time, counts so far and the steps in flight."""
         with self._lock:
             now = self._clock()
@@ -271,7 +271,7 @@ class StackProgress:
                 )
             for diagnostic in self._diagnostics:
                 style = "red" if diagnostic.severity == "error" else "yellow"
-                parts.append(Text(f"  {diagnostic.render()}", style))
+                parts.append(Text(f"  {diagnostic}", style))
             if summary is not None and summary.maybe_corrupt:
                 parts.append(
                     Text(
@@ -289,7 +289,7 @@ class StackProgress:
             self._started = self._clock()
         if self.console.is_terminal:
             self._live = Live(
-                get_renderable=self.render,
+                get_renderable=self.footer,
                 console=self.console,
                 refresh_per_second=4,
                 transient=True,

@@ -12,7 +12,7 @@ GROUPS = (
     ("V2 decode/encode (tensors.py, protocol.py)", ("tensors.py", "protocol.py")),
     (
         "fermion request path (app, runtime, batching, handlers)",
-        ("app.py", "runtime.py", "batching.py", "handlers.py", "metrics.py"),
+        ("app.py", "served_model.py", "batching.py", "handlers.py", "metrics.py"),
     ),
     ("uvicorn + asyncio event loop", ("uvicorn/", "asyncio/", "runners.py")),
 )

@@ -1,7 +1,8 @@
 """The ASGI application: routes of the V2 REST protocol, auth, limits and readiness.
 
 It is a bare ASGI callable rather than a framework app: a request to /infer touches a dict lookup
-or two for the route (`routing`), one pass over the headers, and the shared pipeline in `runtime`.
+or two for the route (`routing`), one pass over the headers, and the shared pipeline of
+`served_model`.
 The route table in `ServingApp.routes` is the one place the routes are written.
 """
 
@@ -33,7 +34,7 @@ from .metrics import Metrics
 from .openapi import INFER_OPERATION, openapi_document
 from .protocol import encode_infer_response, parse_infer_request
 from .routing import JSON, Request, Response, Route, Router
-from .runtime import ModelRuntime
+from .served_model import ServedModel
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -55,7 +56,7 @@ class ServingApp:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.models = {m.name: ModelRuntime(m, self.metrics) for m in config.models}
+        self.models = {m.name: ServedModel(m, self.metrics) for m in config.models}
         self.draining = False
         self._closing = False
         self.load_error: str | None = None
@@ -87,13 +88,13 @@ class ServingApp:
         self._loader.add_done_callback(self._loaded)
 
     async def _load_all(self) -> None:
-        for runtime in self.models.values():
+        for model in self.models.values():
             try:
-                await asyncio.to_thread(runtime.load)
+                await asyncio.to_thread(model.load)
             except LoadError as exc:
-                self._fail(runtime.name, " ".join(str(exc).split()))
+                self._fail(model.name, " ".join(str(exc).split()))
                 return
-            runtime.start()
+            model.start()
         log.info("ready: %s", ", ".join(self.models))
         self.on_ready(self)
 
@@ -113,8 +114,8 @@ class ServingApp:
     async def shutdown(self) -> None:
         if self._loader is not None and not self._loader.done():
             self._loader.cancel()
-        for runtime in self.models.values():
-            await runtime.stop()
+        for model in self.models.values():
+            await model.stop()
 
     def begin_drain(self) -> None:
         """Stop being ready; requests go on being served until the listener closes."""
@@ -255,10 +256,10 @@ class ServingApp:
         return Response(200, orjson.dumps(document))
 
     async def _metrics(self, request: Request) -> Response:
-        for name, runtime in self.models.items():
-            self.metrics.queue_depth.set((name,), runtime.queue_depth)
-            self.metrics.in_flight.set((name,), runtime.in_flight)
-        return Response(200, self.metrics.render(), _PROMETHEUS)
+        for name, model in self.models.items():
+            self.metrics.queue_depth.set((name,), model.queue_depth)
+            self.metrics.in_flight.set((name,), model.in_flight)
+        return Response(200, self.metrics.exposition(), _PROMETHEUS)
 
     async def _openapi(self, request: Request) -> Response:
         document = openapi_document(self.router.routes, SERVER_VERSION, auth=bool(self._tokens))
@@ -272,26 +273,26 @@ class ServingApp:
         waiting = [name for name, m in self.models.items() if not m.ready]
         return f"still loading and warming up: {', '.join(waiting)}"
 
-    def _model(self, request: Request) -> ModelRuntime:
+    def _model(self, request: Request) -> ServedModel:
         name = request.params["model_name"]
-        runtime = self.models.get(name)
-        if runtime is None:
+        model = self.models.get(name)
+        if model is None:
             known = ", ".join(self.models)
             raise NotFound(f"no model {name!r}; this server serves: {known}")
         version = request.params.get("model_version")
-        if version is not None and version != runtime.version:
+        if version is not None and version != model.version:
             raise NotFound(
-                f"model {name!r} has no version {version!r}; it serves version {runtime.version!r}"
+                f"model {name!r} has no version {version!r}; it serves version {model.version!r}"
             )
-        return runtime
+        return model
 
     async def _model_metadata(self, request: Request) -> Response:
         return Response(200, orjson.dumps(self._model(request).metadata()))
 
     async def _model_ready(self, request: Request) -> Response:
-        runtime = self._model(request)
-        if runtime.ready and not self.draining:
-            return Response(200, orjson.dumps({"name": runtime.name, "ready": True}))
+        model = self._model(request)
+        if model.ready and not self.draining:
+            return Response(200, orjson.dumps({"name": model.name, "ready": True}))
         raise Unavailable(self._not_ready_reason())
 
     async def _model_config(self, request: Request) -> Response:
@@ -302,25 +303,25 @@ class ServingApp:
             chosen = [self._model(request)]
         else:
             chosen = list(self.models.values())
-        document = {"model_stats": [runtime.stats.document() for runtime in chosen]}
+        document = {"model_stats": [model.stats.document() for model in chosen]}
         return Response(200, orjson.dumps(document))
 
     async def _infer(self, request: Request) -> Response:
-        runtime = self._model(request)
+        model = self._model(request)
         started = time.perf_counter_ns()
         header_length = _int_header(request.headers, b"inference-header-content-length")
         protocol = "json" if header_length is None else "binary"
         code: int | None = 500
-        runtime.in_flight += 1
-        runtime.arriving(1)
+        model.in_flight += 1
+        model.arriving(1)
         arriving = True
         try:
             body = await self._read_body(request)
             decoded = parse_infer_request(body, header_length)
-            runtime.arriving(-1)
+            model.arriving(-1)
             arriving = False
-            outputs = await runtime.infer(decoded)
-            encoded = encode_infer_response(runtime.name, runtime.version, decoded, outputs)
+            outputs = await model.infer(decoded)
+            encoded = encode_infer_response(model.name, model.version, decoded, outputs)
             code = 200
         except ClientDisconnected:
             code = None
@@ -329,20 +330,20 @@ class ServingApp:
             code = exc.status
             raise
         except Exception as exc:  # a handler's pre- or postprocess may raise anything
-            log.exception("model %r failed on a request", runtime.name)
-            raise ModelError(runtime.name, exc) from exc
+            log.exception("model %r failed on a request", model.name)
+            raise ModelError(model.name, exc) from exc
         finally:
             if arriving:
-                runtime.arriving(-1)
-            runtime.in_flight -= 1
-            labels = (runtime.name,)
+                model.arriving(-1)
+            model.in_flight -= 1
+            labels = (model.name,)
             if code is None:
                 self.metrics.disconnects.inc(labels)
             else:
                 elapsed = time.perf_counter_ns() - started
-                self.metrics.requests.inc((runtime.name, str(code), protocol))
+                self.metrics.requests.inc((model.name, str(code), protocol))
                 self.metrics.latency.observe(labels, elapsed / 1e9)
-                runtime.stats.request(code == 200, elapsed)
+                model.stats.request(code == 200, elapsed)
         if encoded.header_length is None:
             return Response(200, encoded.body)
         length = str(encoded.header_length).encode()

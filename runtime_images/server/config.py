@@ -41,7 +41,8 @@ class TensorSpec:
     datatype: str
     shape: tuple[int, ...]
 
-    def render(self) -> str:
+    def __str__(self) -> str:
+        """The `NAME:DTYPE:SHAPE` form that `parse_tensor_spec` reads."""
         return f"{self.name}:{self.datatype}:{','.join(str(d) for d in self.shape)}"
 
 

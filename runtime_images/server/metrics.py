@@ -46,7 +46,7 @@ class Histogram:
         counts[bisect.bisect_left(self.buckets, value)] += 1
         self._sums[labels] += value
 
-    def render(self) -> list[str]:
+    def exposition(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
         for labels, counts in sorted(self._counts.items()):
             running = 0
@@ -77,7 +77,7 @@ class Scalar:
     def set(self, labels: tuple[str, ...], value: float) -> None:
         self.values[labels] = value
 
-    def render(self) -> list[str]:
+    def exposition(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
         for labels, value in sorted(self.values.items()):
             lines.append(f"{self.name}{_labels(self.label_names, labels)} {value:g}")
@@ -116,12 +116,12 @@ class Metrics:
             ("model",), "gauge",
         )  # fmt: skip
 
-    def render(self) -> bytes:
+    def exposition(self) -> bytes:
         parts = (
             self.requests, self.disconnects, self.latency, self.queue_depth, self.in_flight,
             self.batch_size, self.load_seconds,
         )  # fmt: skip
         lines: list[str] = []
         for metric in parts:
-            lines += metric.render()
+            lines += metric.exposition()
         return ("\n".join(lines) + "\n").encode()

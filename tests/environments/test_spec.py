@@ -40,9 +40,9 @@ def problems_of(data: Any, env: str = "dev", region: Any = None) -> tuple[SpecPr
 def assert_problem(data: Any, path: str, fragment: str, **kwargs: Any) -> SpecProblem:
     problems = problems_of(data, **kwargs)
     for p in problems:
-        if p.path == path and fragment.lower() in p.render().lower():
+        if p.path == path and fragment.lower() in str(p).lower():
             return p
-    rendered = "\n".join(p.render() for p in problems)
+    rendered = "\n".join(str(p) for p in problems)
     raise AssertionError(f"no problem at {path} containing {fragment!r}; got:\n{rendered}")
 
 
@@ -317,7 +317,7 @@ def test_the_public_api_resolves() -> None:
 def test_queue_depth_is_refused_with_the_metrics_that_work(dev: dict[str, Any]) -> None:
     put(dev, "services[0].autoscaling.metric", "queue_depth")
     problem = assert_problem(dev, "services[0].autoscaling.metric", "needs a Prometheus")
-    assert "in_flight" in problem.render()
+    assert "in_flight" in str(problem)
 
 
 def test_a_public_service_needs_the_controller_and_a_replica(dev: dict[str, Any]) -> None:
@@ -332,7 +332,7 @@ def test_a_public_service_needs_the_controller_and_a_replica(dev: dict[str, Any]
 def test_a_torchscript_service_must_declare_its_inputs(dev: dict[str, Any]) -> None:
     put(dev, "services[0].model", {"format": "torchscript"})
     problem = assert_problem(dev, "services[0].inputs", "does not declare its inputs")
-    assert "inputs: [input__0:FP32:" in problem.render()
+    assert "inputs: [input__0:FP32:" in str(problem)
     put(dev, "services[0].inputs", ["input__0:FP32:-1,4"])
     parse_environment(dev, "dev")
 
@@ -344,5 +344,5 @@ def test_only_known_pool_shapes_are_offered(dev: dict[str, Any]) -> None:
     ]
     put(dev, "services[0].shape", "gpu.a10")
     problem = assert_problem(dev, "services[0].shape", "no node pool has this shape")
-    assert "pools offer: gpu.l4)" in problem.render()
-    assert "gpu.t5" not in problem.render()
+    assert "pools offer: gpu.l4)" in str(problem)
+    assert "gpu.t5" not in str(problem)

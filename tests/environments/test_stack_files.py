@@ -188,7 +188,7 @@ def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path: Path) -> None
         load_environment("eu", tmp_path)
     (problem,) = info.value.problems
     assert problem.path == "services[0].replicas"
-    assert "'replicas' is given twice, at lines 11 and 12" in problem.render()
+    assert "'replicas' is given twice, at lines 11 and 12" in str(problem)
     assert problem.line == 12
     assert path.read_bytes() == before
 
@@ -201,4 +201,4 @@ def test_a_key_given_twice_outside_the_environment_is_named_too(tmp_path: Path) 
         load_environment("eu", tmp_path)
     (problem,) = info.value.problems
     assert problem.path == "config.aws:region"
-    assert "at lines 2 and 3" in problem.render()
+    assert "at lines 2 and 3" in str(problem)

@@ -24,7 +24,7 @@ from fermion.runtime_images.server.protocol import (
     encode_infer_response,
     parse_infer_request,
 )
-from fermion.runtime_images.server.runtime import warmup_sizes
+from fermion.runtime_images.server.served_model import warmup_sizes
 from fermion.runtime_images.server.tensors import DATATYPES, from_binary, to_binary
 
 

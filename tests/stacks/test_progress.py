@@ -80,7 +80,7 @@ def test_the_live_footer_shows_counts_steps_in_flight_and_elapsed_time() -> None
         progress(pre(step("update", DEPLOYMENT, "embed")))
         clock.now += 125
         # The steps in flight are a table: its columns line up, so compare words only.
-        rendered = text_of(console(), progress.render())
+        rendered = text_of(console(), progress.footer())
         footer = "\n".join(" ".join(line.split()) for line in rendered.splitlines())
     assert "up dev · 2m 05s · 1 created" in footer
     assert "creating aws:eks/cluster:Cluster dev-cluster 2m 05s" in footer
@@ -91,7 +91,7 @@ def test_the_footer_keeps_to_a_few_steps_in_flight_and_counts_the_rest() -> None
     progress = StackProgress("up", "dev", console(), max_running=2)
     for i in range(5):
         progress(pre(step("create", SUBNET, f"subnet-{i}")))
-    footer = text_of(console(), progress.render())
+    footer = text_of(console(), progress.footer())
     assert "subnet-0" in footer
     assert "subnet-1" in footer
     assert "subnet-2" not in footer
@@ -117,7 +117,7 @@ def test_a_replacement_counts_once_though_the_engine_reports_three_steps() -> No
     for op in ("create-replacement", "replace", "delete-replaced"):
         for event in done(op, BUCKET, "dev-models"):
             progress(event)
-    footer = text_of(console(), progress.render())
+    footer = text_of(console(), progress.footer())
     assert "1 replaced" in footer
     assert "created" not in footer.replace("created replacement", "")
 
@@ -133,11 +133,11 @@ def test_components_count_at_once_and_their_outputs_do_not_count_again() -> None
     }
     progress = StackProgress("up", "dev", console())
     progress(EngineEvent.from_json({"sequence": 1, "resourcePreEvent": {"metadata": component}}))
-    footer = text_of(console(), progress.render())
+    footer = text_of(console(), progress.footer())
     assert "1 created" in footer
     assert "creating" not in footer
     progress(EngineEvent.from_json({"sequence": 2, "resOutputsEvent": {"metadata": component}}))
-    assert "1 created" in text_of(console(), progress.render())
+    assert "1 created" in text_of(console(), progress.footer())
 
 
 def test_failed_steps_and_the_engines_errors_and_warnings_end_the_summary() -> None:
@@ -156,7 +156,7 @@ def test_failed_steps_and_the_engines_errors_and_warnings_end_the_summary() -> N
         )
         progress(diagnostic("warning", "aws:s3/bucketV2 is deprecated"))
         progress(failed(cluster))
-        footer = text_of(console(), progress.render())
+        footer = text_of(console(), progress.footer())
         assert "1 error, 1 warning, 1 failed (shown at the end)" in footer
         assert progress.errors == [
             "error: dev-cluster: creating EKS Cluster (dev-cluster): AccessDeniedException: "
@@ -209,11 +209,11 @@ def test_events_from_the_engines_threads_are_all_counted() -> None:
         for i in range(100):
             for event in done("create", SUBNET, f"subnet-{worker}-{i}"):
                 progress(event)
-            progress.render()
+            progress.footer()
 
     threads = [threading.Thread(target=feed, args=(w,)) for w in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert "400 created" in text_of(console(), progress.render())
+    assert "400 created" in text_of(console(), progress.footer())

@@ -1,7 +1,7 @@
 """A served model: loading, warm-up, input checks, and the one pipeline every request takes.
 
 decode (protocol) -> check inputs -> preprocess -> batch -> predict -> postprocess -> encode.
-JSON or binary, batched or not, every request goes through `ModelRuntime.infer`.
+JSON or binary, batched or not, every request goes through `ServedModel.infer`.
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ def warmup_sizes(max_batch_size: int) -> list[int]:
 
 
 def _spec_text(specs: tuple[TensorSpec, ...]) -> str:
-    return ", ".join(s.render() for s in specs)
+    return ", ".join(str(s) for s in specs)
 
 
-class ModelRuntime:
+class ServedModel:
     """One model: its handler, its declared tensors, its batcher and its readiness."""
 
     def __init__(self, config: ModelConfig, metrics: Metrics) -> None:
@@ -244,11 +244,10 @@ class ModelRuntime:
         for spec in self.inputs:
             tensor = given.get(spec.name)
             if tensor is None:
-                raise BadRequest(f"missing input {spec.name!r}: expected {spec.render()}")
+                raise BadRequest(f"missing input {spec.name!r}: expected {spec}")
             if tensor.datatype != spec.datatype:
                 raise BadRequest(
-                    f"input {spec.name!r} is {tensor.datatype}; expected {spec.datatype} "
-                    f"({spec.render()})"
+                    f"input {spec.name!r} is {tensor.datatype}; expected {spec.datatype} ({spec})"
                 )
             if len(tensor.shape) != len(spec.shape) or any(
                 want != -1 and want != got
