@@ -28,8 +28,8 @@ lint: $(STAMP)
 # top-level folders out as the fermion.* namespace they are installed as.
 typecheck: $(STAMP)
 	rm -rf .typecheck && mkdir -p .typecheck/fermion
-	for d in cli components environments runtime_images stacks templates; do ln -s ../../$$d .typecheck/fermion/$$d; done
-	$(BIN)/mypy -p fermion.cli -p fermion.components -p fermion.environments -p fermion.runtime_images -p fermion.stacks
+	for d in cli components environments policies runtime_images stacks templates; do ln -s ../../$$d .typecheck/fermion/$$d; done
+	$(BIN)/mypy -p fermion.cli -p fermion.components -p fermion.environments -p fermion.policies -p fermion.runtime_images -p fermion.stacks
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q

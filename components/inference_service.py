@@ -274,8 +274,11 @@ def _deployment_spec(
         "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
         "readinessProbe": _probe("/v2/health/ready", period=5, failures=2),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
+        # The image's file system is read-only; the model cache and scratch files go to /tmp.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": {
             "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
             "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
@@ -304,6 +307,7 @@ def _deployment_spec(
                     }
                 ],
                 "containers": [container],
+                "volumes": [{"name": "tmp", "emptyDir": {}}],
             },
         },
     }
