@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from fermion.cli import image
+from fermion.cli import image, models
 from fermion.cli.bootstrap import bootstrap
 from fermion.cli.console import closed_by_reader, err
 from fermion.cli.doctor import doctor
@@ -94,6 +94,7 @@ app.command("bootstrap", rich_help_panel="Environments")(bootstrap)
 app.command("doctor", rich_help_panel="Environments")(doctor)
 app.command("serve", rich_help_panel="Models")(serve)
 app.add_typer(image.app, rich_help_panel="Models")
+app.add_typer(models.app, rich_help_panel="Models")
 app.command("preview", rich_help_panel="Stacks")(preview)
 app.command("up", rich_help_panel="Stacks")(up)
 app.command("destroy", rich_help_panel="Stacks")(destroy)
