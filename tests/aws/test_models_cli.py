@@ -253,3 +253,37 @@ def test_bad_input_is_a_clear_error(store: tuple[str, Path], tmp_path: Path) -> 
         assert result.exit_code == 1, (args, result.output)
         assert message in result.output, (args, result.output)
         assert "Traceback" not in result.output
+
+
+def test_a_large_file_goes_up_in_parallel_parts(
+    s3: Any, store: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fermion.stacks import model_store_access
+
+    bucket, stacks = store
+    monkeypatch.setattr(model_store_access, "_PART_BYTES", 5 << 20)  # S3's smallest part
+    model = tmp_path / "big.pt"
+    model.write_bytes(bytes(range(256)) * (11 << 12))  # 11 MiB: three parts
+    pushed(models(stacks, "push", "dev", "embed", str(model), "--json"))
+    head = s3.head_object(Bucket=bucket, Key="embed/1/big.pt")
+    assert head["ETag"].strip('"').endswith("-3")
+    dest = tmp_path / "pulled"
+    pushed(models(stacks, "pull", "dev", "embed", str(dest), "--json"))
+    assert sha256_of(dest / "big.pt") == sha256_of(model)
+
+
+def test_missing_credentials_say_how_to_configure_them(
+    store: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, stacks = store
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    result = models(stacks, "ls", "dev")
+    assert result.exit_code == 1
+    assert "none were found" in result.output and "aws configure" in result.output
+    assert "Traceback" not in result.output
