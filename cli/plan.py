@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 BANNER = (
     "offline plan, not `pulumi preview`: the stack program ran under Pulumi's mocks and "
-    "nothing was sent to AWS. Values AWS computes show as (known after up)."
+    "nothing was sent to AWS. Values AWS computes show as (known after up); its ids and ARNs "
+    "as marked placeholders, (known after up: NAME)."
 )
 
 
@@ -48,8 +49,16 @@ def plan(
             "add-on versions the plan otherwise assumes. Nothing is created.",
         ),
     ] = False,
+    no_policy: Annotated[
+        bool,
+        typer.Option(
+            "--no-policy",
+            help="Skip the policy pack's rules. Without it, a mandatory finding exits 4.",
+        ),
+    ] = False,
 ) -> None:
-    """Show what `pulumi up` would create for ENV, and its cost per hour, with no credentials."""
+    """Show what `pulumi up` would create for ENV, its cost per hour and its policy findings,
+    with no credentials. Exits 4 when a mandatory policy finds a violation."""
     from fermion.environments.stack_files import read_stack_config, stack_file
     from fermion.stacks.plan import plan_environment
 
@@ -62,9 +71,9 @@ def plan(
 
         answers = aws_answers(spec, connect(spec.region))
         asked = answers.asked
-        result = plan_environment(spec, answers=answers)
+        result = plan_environment(spec, answers=answers, policy=not no_policy)
     else:
-        result = plan_environment(spec)
+        result = plan_environment(spec, policy=not no_policy)
     written = None
     if manifests is not None:
         from fermion.stacks.manifests import write_manifests
@@ -72,13 +81,14 @@ def plan(
         written = write_manifests(result.resources, manifests)
     if as_json:
         print_json(result.to_json() if asked is None else {**result.to_json(), "asked_aws": asked})
+        _exit_on_mandatory(result)
         return
     out.print(f"[bold yellow]{escape(BANNER if asked is None else _asked_banner(asked))}[/]")
     out.print()
     out.print(_tree(result))
     print_outputs(result.outputs)
     _print_cost(result)
-    _print_findings(result)
+    _print_findings(result, checked=not no_policy)
     if result.assumptions:
         out.print("[bold]assumed offline[/] (pulumi preview asks AWS instead):")
         for text in result.assumptions:
@@ -88,6 +98,13 @@ def plan(
             f"wrote {len(written.objects)} Kubernetes objects and {len(written.releases)} Helm "
             f"releases to {escape(str(written.folder))}"
         )
+    _exit_on_mandatory(result)
+
+
+def _exit_on_mandatory(result: Plan) -> None:
+    # 4, not 1: the plan itself worked, and CI can tell a policy failure from a broken plan.
+    if any(f.level == "mandatory" and f.waived is None for f in result.findings):
+        raise typer.Exit(4)
 
 
 def _asked_banner(asked: dict[str, str]) -> str:
@@ -169,14 +186,20 @@ def _print_cost(result: Plan) -> None:
     out.print(f"  [dim]not counted: {LEFT_OUT}[/]")
 
 
-def _print_findings(result: Plan) -> None:
+def _print_findings(result: Plan, checked: bool = True) -> None:
+    if not checked:
+        out.print("[bold]findings[/]: [dim]not checked (--no-policy)[/]")
+        return
     if not result.findings:
-        out.print("[bold]findings[/]: none [dim](no policy pack yet)[/]")
+        out.print("[bold]findings[/]: none [dim](every policy passed)[/]")
         return
     out.print(f"[bold]findings[/]: {len(result.findings)}")
     for finding in result.findings:
         colour = "red" if finding.level == "mandatory" else "yellow"
+        level = finding.level if finding.waived is None else f"waived {finding.level}"
         out.print(
-            f"  [{colour}]{finding.level}[/] {escape(finding.policy)}: {escape(finding.message)}"
+            f"  [{colour}]{level}[/] {escape(finding.policy)}: {escape(finding.message)}"
             f"\n    [dim]{escape(finding.urn)}[/]"
         )
+        if finding.waived is not None:
+            out.print(f"    [dim]waived: {escape(finding.waived)}[/]")

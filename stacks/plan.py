@@ -26,11 +26,20 @@ from pulumi.runtime.stack import wait_for_rpcs
 from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR
 from fermion.environments.errors import FermionError
 from fermion.environments.spec import EnvironmentSpec
+from fermion.policies import Finding, Resource, evaluate
 from fermion.stacks import program
 from fermion.stacks.cost import Cost, estimate_cost
+from fermion.stacks.placeholders import placeholder_state
 from fermion.stacks.planned import PlannedResource
 
-__all__ = ["Finding", "Plan", "PlanError", "PlannedResource", "plan_environment"]
+__all__ = [
+    "Finding",
+    "Plan",
+    "PlanError",
+    "PlannedResource",
+    "check_policies",
+    "plan_environment",
+]
 
 UNKNOWN = "(known after up)"
 SECRET = "[secret]"
@@ -42,16 +51,6 @@ class PlanError(FermionError):
 
     def __init__(self, env: str, problem: str) -> None:
         super().__init__(f"plan of {env!r} failed: {problem}")
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A policy's verdict on one resource."""
-
-    policy: str
-    level: str  # "mandatory" or "advisory"
-    urn: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -83,6 +82,7 @@ class Plan:
             "cost": self.cost.to_json(),
             "findings": [
                 {"policy": f.policy, "level": f.level, "urn": f.urn, "message": f.message}
+                | ({} if f.waived is None else {"waived": f.waived})
                 for f in self.findings
             ],
             "assumptions": self.assumptions,
@@ -102,8 +102,9 @@ class OfflineAnswers(pulumi.runtime.Mocks):
         self._zones = [f"{region}{letter}" for letter in _ZONE_LETTERS]
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        # Inputs come back as state; everything a provider would compute stays unknown.
-        return "", dict(args.inputs)
+        # Inputs come back as state, with marked placeholders for the ids, names and ARNs
+        # AWS assigns, so documents built from them read in full; the rest stays unknown.
+        return placeholder_state(args.typ, args.name, dict(args.inputs), self.region)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         token = args.token
@@ -170,10 +171,14 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 def plan_environment(
-    spec: EnvironmentSpec, context_dir: Path | None = None, answers: OfflineAnswers | None = None
+    spec: EnvironmentSpec,
+    context_dir: Path | None = None,
+    answers: OfflineAnswers | None = None,
+    policy: bool = True,
 ) -> Plan:
     """Run the stack program for the checked `spec` under mocks and record what it declares.
-    `answers` answers its lookups; offline assumptions unless given (`plan --aws` asks AWS)."""
+    `answers` answers its lookups; offline assumptions unless given (`plan --aws` asks AWS).
+    With `policy`, the policy pack's rules run over what it declares."""
     answers = OfflineAnswers(spec.region) if answers is None else answers
     monitor = _RecordingMonitor(answers)
     loop = asyncio.new_event_loop()
@@ -210,8 +215,15 @@ def plan_environment(
         resources=resources,
         outputs=outputs,
         cost=estimate_cost(resources, spec.shapes),
-        findings=[],
+        findings=check_policies(resources) if policy else [],
         assumptions=sorted(answers.assumptions.values()),
+    )
+
+
+def check_policies(resources: Sequence[PlannedResource]) -> list[Finding]:
+    """The policy pack's findings on the cloud and Kubernetes objects of a plan."""
+    return evaluate(
+        [Resource(r.urn, r.type, r.name, r.inputs, r.parent) for r in resources if r.custom]
     )
 
 

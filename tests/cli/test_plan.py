@@ -48,7 +48,7 @@ def test_plan_says_it_is_offline_and_shows_tree_cost_and_findings() -> None:
     assert "fermion:index:Platform dev" in text
     assert "fermion:index:GpuNodePool dev-gpu-l4" in text
     assert "cost per hour" in text and "total" in text
-    assert "findings: none" in text
+    assert "findings: none (every policy passed)" in text
     assert "kubeconfig: [secret]" in text
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jsonschema
@@ -88,12 +89,33 @@ def test_the_gpu_pool_gets_the_nvidia_ami_and_the_gpu_taint(dev_plan: Plan) -> N
 
 def test_inputs_name_what_only_up_can_know_and_hide_secrets(dev_plan: Plan) -> None:
     cluster = _of_type(dev_plan, "aws:eks/cluster:Cluster")[0]
-    assert cluster.inputs["roleArn"] == UNKNOWN
+    # AWS's ids and ARNs are marked placeholders; what only a build or AWS knows stays unknown.
+    assert cluster.inputs["roleArn"] == (
+        "arn:aws:iam::(known after up: account):role/(known after up: dev-cluster-control-plane)"
+    )
     assert cluster.inputs["name"] == "fermion-dev"
     assert cluster.inputs["encryptionConfig"]["resources"] == ["secrets"]
     assert dev_plan.outputs["kubeconfig"] == SECRET
     assert dev_plan.outputs["cluster_name"] == "fermion-dev"
-    assert dev_plan.outputs["images"] == {"embed": UNKNOWN}
+    assert dev_plan.outputs["images"]["embed"].endswith("/fermion/runtime@sha256:" + UNKNOWN)
+
+
+def test_policy_documents_read_in_full(dev_plan: Plan) -> None:
+    policy = _of_type(dev_plan, "aws:s3/bucketPolicy:BucketPolicy")[0].inputs["policy"]
+    deny = json.loads(policy)["Statement"][0]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert "arn:aws:s3:::(known after up: dev-models)/*" in deny["Resource"]
+    reader = next(
+        r
+        for r in _of_type(dev_plan, "aws:iam/rolePolicy:RolePolicy")
+        if r.name == "dev-embed-model"
+    )
+    read = json.loads(reader.inputs["policy"])["Statement"][0]
+    assert read["Resource"] == ["arn:aws:s3:::(known after up: dev-models)/embed/*"]
+
+
+def test_dev_has_no_policy_findings(dev_plan: Plan) -> None:
+    assert dev_plan.findings == []
 
 
 def test_the_plan_is_the_same_every_run(dev_plan: Plan) -> None:
