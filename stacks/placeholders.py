@@ -44,7 +44,8 @@ def placeholder_state(
         return stand_in, state
     module, _, kind = type_.split(":")[1].partition("/")
     if type_ in _S3_BUCKETS:
-        bucket = state.get("bucket") if isinstance(state.get("bucket"), str) else stand_in
+        given_bucket = state.get("bucket")
+        bucket = given_bucket if isinstance(given_bucket, str) else stand_in
         state["bucket"] = bucket
         state["arn"] = f"arn:aws:s3:::{bucket}"
         return bucket, state
