@@ -1,8 +1,9 @@
 """Prometheus metrics, kept in plain dicts and rendered in the text exposition format.
 
 These are what the autoscaler scales on: requests by model, code and protocol; latency; queue
-depth; requests in flight; batch sizes; model load time. Clients that leave before sending their
-whole request are counted apart, not as errors: there was nobody to answer.
+depth; requests in flight; batch sizes; model load time, and the bytes and seconds of the model's
+download. Clients that leave before sending their whole request are counted apart, not as
+errors: there was nobody to answer.
 """
 
 from __future__ import annotations
@@ -115,11 +116,20 @@ class Metrics:
             "fermion_model_load_seconds", "Seconds the model took to load and warm up.",
             ("model",), "gauge",
         )  # fmt: skip
+        self.fetch_bytes = Scalar(
+            "fermion_model_fetch_bytes",
+            "Bytes of model files downloaded at load (0: local, or all in the node's cache).",
+            ("model",), "gauge",
+        )  # fmt: skip
+        self.fetch_seconds = Scalar(
+            "fermion_model_fetch_seconds", "Seconds the download of the model files took.",
+            ("model",), "gauge",
+        )  # fmt: skip
 
     def exposition(self) -> bytes:
         parts = (
             self.requests, self.disconnects, self.latency, self.queue_depth, self.in_flight,
-            self.batch_size, self.load_seconds,
+            self.batch_size, self.load_seconds, self.fetch_bytes, self.fetch_seconds,
         )  # fmt: skip
         lines: list[str] = []
         for metric in parts:

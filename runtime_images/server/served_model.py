@@ -29,7 +29,7 @@ from .handlers import (
 from .metrics import Metrics
 from .protocol import InferRequest
 from .statistics import InferenceStatistics
-from .storage import materialize
+from .storage import fetch
 from .tensors import DATATYPES
 
 log = logging.getLogger("fermion.server")
@@ -97,7 +97,10 @@ class ServedModel:
     def _load(self) -> None:
         started = time.perf_counter()
         self.device = pick_device(self.config.device)
-        local = materialize(self.config.path)
+        fetched = fetch(self.config.path)
+        self.metrics.fetch_bytes.set(self._labels, fetched.downloaded_bytes)
+        self.metrics.fetch_seconds.set(self._labels, fetched.seconds)
+        local = fetched.path
         handler, path = resolve_model(replace(self.config, path=str(local)))
         try:
             load_handler(handler, path, self.device, DTYPES[self.config.precision])

@@ -3,6 +3,11 @@
 A model folder may hold `manifest.json`, `{"files": {"<relative path>": {"sha256": "<hex>"}}}`;
 every listed file is checked before the model loads, and a mismatch stops the server.
 boto3 reads credentials and `AWS_ENDPOINT_URL` the usual way (in a pod: EKS Pod Identity).
+
+From S3, a published version (one with a manifest) is fetched file by file in parallel ranged
+GETs, with retries and backoff. Each file lands beside its place, is checked against the
+manifest, and only then takes its place; a file already in the cache with the listed sum is not
+fetched again.
 """
 
 from __future__ import annotations
@@ -10,6 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -17,13 +26,19 @@ from .errors import LoadError
 
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 20
+# Ranged GETs of 16 MiB, ten in flight: a 1 GB model is 64 requests.
+_PART_BYTES = 16 << 20
+_CONCURRENCY = 10
+_ATTEMPTS = 8
 
 
 def cache_root() -> Path:
     return Path(os.environ.get("FERMION_MODEL_CACHE", "/tmp/fermion-models"))
 
 
-def materialize(location: str, cache: Path | None = None) -> Path:
+def materialize(
+    location: str, cache: Path | None = None, counter: Callable[[int], None] | None = None
+) -> Path:
     """A local path holding the model at `location`, fetched from S3 when needed and verified.
 
     `location` may name environment variables, as in `${FERMION_MODEL_URI}`: a runtime image
@@ -37,11 +52,11 @@ def materialize(location: str, cache: Path | None = None) -> Path:
         )
     location = expanded
     if location.startswith("s3://"):
-        path = _fetch_s3(location, cache_root() if cache is None else cache)
-    else:
-        path = Path(location)
-        if not path.exists():
-            raise LoadError(f"model path {path} does not exist")
+        # Each file fetched from S3 was checked against the manifest as it arrived.
+        return _fetch_s3(location, cache_root() if cache is None else cache, counter)
+    path = Path(location)
+    if not path.exists():
+        raise LoadError(f"model path {path} does not exist")
     if path.is_dir():
         verify_manifest(path)
     return path
@@ -93,38 +108,187 @@ def verify_manifest(folder: Path) -> None:
             )
 
 
-def _fetch_s3(uri: str, cache: Path) -> Path:
+@dataclass(frozen=True)
+class Fetched:
+    """A model made local: its path, and the bytes downloaded for it and how long that took
+    (0 and 0.0 for a local path, or when every file was in the cache already)."""
+
+    path: Path
+    downloaded_bytes: int
+    seconds: float
+
+
+def fetch(location: str, cache: Path | None = None) -> Fetched:
+    """`materialize`, with what it downloaded and how long it took, for /metrics."""
+    started = time.perf_counter()
+    counter = _Counter()
+    path = materialize(location, cache, counter)
+    return Fetched(path, counter.total, time.perf_counter() - started if counter.total else 0.0)
+
+
+class _Counter:
+    """Bytes received, added from the transfer manager's worker threads."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, received: int) -> None:
+        with self._lock:
+            self.total += received
+
+
+def _s3_client() -> Any:
     import boto3
+    from botocore.config import Config
+
+    # botocore's standard mode retries 5xx answers, throttling and dropped connections with
+    # exponential backoff and jitter; enough connections for every part in flight.
+    config = Config(
+        retries={"max_attempts": _ATTEMPTS, "mode": "standard"},
+        max_pool_connections=_CONCURRENCY * 2,
+    )
+    return boto3.client("s3", config=config)
+
+
+def _transfer_config() -> Any:
+    from boto3.s3.transfer import TransferConfig
+
+    # Ranged GETs of 16 MiB, ten at a time; s3transfer also retries a body cut short.
+    return TransferConfig(
+        multipart_threshold=_PART_BYTES,
+        multipart_chunksize=_PART_BYTES,
+        max_concurrency=_CONCURRENCY,
+        num_download_attempts=_ATTEMPTS,
+    )
+
+
+def _fetch_s3(uri: str, cache: Path, counter: Callable[[int], None] | None = None) -> Path:
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, _, key = uri[len("s3://") :].partition("/")
     if not bucket:
         raise LoadError(f"{uri}: write an S3 location as s3://BUCKET/PREFIX/")
-    client = boto3.client("s3")
+    client = _s3_client()
+    config = _transfer_config()
     target = cache / bucket / key.strip("/")
     try:
         if key and not key.endswith("/") and _object_exists(client, bucket, key):
             target.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(bucket, key, str(target))
+            _download(client, bucket, key, target, config, counter)
             return target
         prefix = f"{key.rstrip('/')}/" if key else ""
-        count = 0
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                name = item["Key"][len(prefix) :]
-                if not name or name.endswith("/"):
-                    continue
-                local = target / PurePosixPath(name)
-                if not local.resolve().is_relative_to(target.resolve()):
-                    raise LoadError(f"{uri}: object {item['Key']} escapes the model folder")
-                local.parent.mkdir(parents=True, exist_ok=True)
-                client.download_file(bucket, item["Key"], str(local))
-                count += 1
+        manifest = _manifest(client, bucket, prefix)
+        if manifest is None:
+            listed = _listed_objects(client, bucket, prefix)
+        else:
+            listed = _manifest_files(manifest, uri)
+        if not listed:
+            raise LoadError(f"{uri} holds no objects; upload the model there first")
+        for name, expected in listed.items():
+            local = target / PurePosixPath(name)
+            if not local.resolve().is_relative_to(target.resolve()):
+                raise LoadError(f"{uri}: object {prefix}{name} escapes the model folder")
+            if expected is not None and _cached(local, expected):
+                continue
+            local.parent.mkdir(parents=True, exist_ok=True)
+            _download(client, bucket, f"{prefix}{name}", local, config, counter, expected)
     except (BotoCoreError, ClientError) as exc:
         raise LoadError(f"cannot fetch {uri}: {exc}") from None
-    if count == 0:
-        raise LoadError(f"{uri} holds no objects; upload the model there first")
+    if manifest is not None:
+        partial = target / f".{MANIFEST}.partial"
+        partial.write_bytes(manifest)
+        partial.replace(target / MANIFEST)
     return target
+
+
+def _manifest(client: Any, bucket: str, prefix: str) -> bytes | None:
+    """The text of the version's manifest.json, or None when it has none."""
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionError,
+        IncompleteReadError,
+        ResponseStreamingError,
+    )
+
+    # botocore retries a request, but not the read of a body that is cut short: that is
+    # retried here, with the same backoff.
+    for attempt in range(_ATTEMPTS):
+        try:
+            answer = client.get_object(Bucket=bucket, Key=f"{prefix}{MANIFEST}")
+            body: bytes = answer["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        except (ConnectionError, IncompleteReadError, ResponseStreamingError):
+            if attempt == _ATTEMPTS - 1:
+                raise
+            time.sleep(min(0.1 * 2**attempt, 5.0))
+            continue
+        return body
+    return None
+
+
+def _manifest_files(body: bytes, uri: str) -> dict[str, dict[str, Any] | None]:
+    """The files a manifest lists, with their sums."""
+    where = f"{uri.rstrip('/')}/{MANIFEST}"
+    try:
+        listed: Any = json.loads(body)["files"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        listed = None
+    if not isinstance(listed, dict):
+        raise LoadError(f"{where} is not a valid manifest; push the model again")
+    files: dict[str, dict[str, Any] | None] = {}
+    for name, entry in listed.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise LoadError(f"{where}: {name} has no sha256; push the model again")
+        files[str(name)] = entry
+    return files
+
+
+def _listed_objects(client: Any, bucket: str, prefix: str) -> dict[str, dict[str, Any] | None]:
+    found: dict[str, dict[str, Any] | None] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            name = item["Key"][len(prefix) :]
+            if name and not name.endswith("/"):
+                found[name] = None
+    return found
+
+
+def _cached(local: Path, expected: dict[str, Any]) -> bool:
+    """Whether `local` already holds the file the manifest lists: the cache is keyed by sum."""
+    size = expected.get("size")
+    if not local.is_file() or (isinstance(size, int) and local.stat().st_size != size):
+        return False
+    return sha256_of(local) == str(expected["sha256"])
+
+
+def _download(
+    client: Any,
+    bucket: str,
+    key: str,
+    local: Path,
+    config: Any,
+    counter: Callable[[int], None] | None,
+    expected: dict[str, Any] | None = None,
+) -> None:
+    """Fetch one object beside `local`, check it against the manifest, then move it into place:
+    a partial or bad file is never where the model loads from."""
+    partial = local.with_name(f".{local.name}.partial")
+    try:
+        client.download_file(bucket, key, str(partial), Config=config, Callback=counter)
+        if expected is not None:
+            actual = sha256_of(partial)
+            if actual != expected["sha256"]:
+                raise LoadError(
+                    f"{key} does not match its checksum in {MANIFEST} (sha256 {actual[:12]}..., "
+                    f"expected {expected['sha256'][:12]}...); upload the model again"
+                )
+        partial.replace(local)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _object_exists(client: Any, bucket: str, key: str) -> bool:

@@ -1,0 +1,172 @@
+"""The server's fetch of a pushed model from S3 (a moto server): parallel parts, each file checked
+before it is used, a node-local cache keyed by the manifest's sums, retries through faults, and
+the bytes and time of the download in /metrics."""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import pytest
+
+from fermion.runtime_images.server import storage
+from fermion.runtime_images.server.errors import LoadError
+from fermion.stacks.model_push import local_files, push_model
+from fermion.stacks.model_store_access import ModelLocation
+
+from ..runtime.conftest import start_server
+
+
+def _pushed(s3: Any, folder: Path, service: str = "m") -> ModelLocation:
+    location = ModelLocation(f"fetch-{uuid.uuid4().hex[:12]}", service, "1")
+    s3.create_bucket(Bucket=location.bucket)
+    push_model(s3, location, local_files(folder))
+    return location
+
+
+def _folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "weights.bin").write_bytes(bytes(range(256)) * (11 << 12))  # 11 MiB
+    (folder / "sub" / "config.json").write_text('{"a": 1}\n')
+    return folder
+
+
+@pytest.fixture
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """5 MiB parts (S3's smallest), so that an 11 MiB file is fetched in three ranged GETs."""
+    monkeypatch.setattr(storage, "_PART_BYTES", 5 << 20)
+
+
+@pytest.mark.usefixtures("small_parts")
+def test_fetches_checks_and_caches_by_sum(s3: Any, tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    location = _pushed(s3, folder)
+    cache = tmp_path / "cache"
+    first = storage.fetch(location.uri, cache)
+    assert first.downloaded_bytes == (11 << 20) + 9
+    for name in ("weights.bin", "sub/config.json"):
+        assert (first.path / name).read_bytes() == (folder / name).read_bytes()
+    assert (first.path / "manifest.json").is_file()
+    # A restart, or a second pod on the node: everything is in the cache with the right sums.
+    again = storage.fetch(location.uri, cache)
+    assert (again.path, again.downloaded_bytes) == (first.path, 0)
+    # A cached file that no longer matches its sum is fetched again.
+    (first.path / "sub" / "config.json").write_text("changed\n")
+    repaired = storage.fetch(location.uri, cache)
+    assert repaired.downloaded_bytes == 9
+    assert (repaired.path / "sub" / "config.json").read_text() == '{"a": 1}\n'
+
+
+def test_a_bad_object_is_named_and_never_used(s3: Any, tmp_path: Path) -> None:
+    location = _pushed(s3, _folder(tmp_path))
+    s3.put_object(Bucket=location.bucket, Key=f"{location.prefix}sub/config.json", Body=b"{}")
+    cache = tmp_path / "cache"
+    with pytest.raises(LoadError, match=r"sub/config\.json does not match its checksum"):
+        storage.fetch(location.uri, cache)
+    target = cache / location.bucket / "m" / "1"
+    assert not (target / "sub" / "config.json").exists()
+    assert not list(target.rglob("*.partial"))
+    assert not (target / "manifest.json").exists()
+
+
+class _FlakyProxy(BaseHTTPRequestHandler):
+    """Forwards to moto, but answers the first GET of each object with a 500, and cuts the
+    body of the second short, so the fetch must retry both."""
+
+    upstream: ClassVar[str] = ""
+    seen: ClassVar[dict[str, int]] = {}
+    lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _forward(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(length) if length else None
+        target = urlsplit(self.upstream)
+        fault = None
+        if self.command == "GET" and "list-type" not in self.path:
+            key = f"{self.path}|{self.headers.get('Range', '')}"
+            with self.lock:
+                self.seen[key] = self.seen.get(key, 0) + 1
+                count = self.seen[key]
+            fault = {1: "500", 2: "truncate"}.get(count)
+        if fault == "500":
+            self.send_response(500)
+            payload = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+        headers["Host"] = target.netloc
+        connection.request(self.command, self.path, body=body, headers=headers)
+        answer = connection.getresponse()
+        data = answer.read()
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if fault == "truncate" and len(data) > 2:
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+
+@pytest.fixture
+def flaky(moto: dict[str, str]) -> Iterator[str]:
+    _FlakyProxy.upstream = moto["AWS_ENDPOINT_URL"]
+    _FlakyProxy.seen = {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyProxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.usefixtures("small_parts")
+def test_retries_through_errors_and_cut_bodies(
+    s3: Any, tmp_path: Path, flaky: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _folder(tmp_path)
+    location = _pushed(s3, folder)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", flaky)
+    fetched = storage.fetch(location.uri, tmp_path / "cache")
+    assert (fetched.path / "weights.bin").read_bytes() == (folder / "weights.bin").read_bytes()
+    assert max(_FlakyProxy.seen.values()) >= 3
+
+
+def test_metrics_show_the_download(
+    s3: Any, moto: dict[str, str], models: dict[str, Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "affine"
+    folder.mkdir()
+    shutil.copy(models["affine"], folder / "affine.pt")
+    location = _pushed(s3, folder, service="affine")
+    server = start_server(
+        [location.uri, "--name", "affine", "--input", "input__0:FP32:-1,4"],
+        tmp_path,
+        env={**moto, "FERMION_MODEL_CACHE": str(tmp_path / "cache")},
+    )
+    try:
+        text = server.request("GET", "/metrics").body.decode()
+    finally:
+        server.stop()
+    size = (folder / "affine.pt").stat().st_size
+    assert f'fermion_model_fetch_bytes{{model="affine"}} {size}' in text
+    assert 'fermion_model_fetch_seconds{model="affine"}' in text
