@@ -3,6 +3,7 @@ without TLS and tokens, and workload roles limited to what they need."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -32,6 +33,8 @@ _NLB = "service.beta.kubernetes.io/aws-load-balancer"
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 _CONTENT_TAG = re.compile(r":[0-9a-f]{12,64}$")
 _WORKLOAD_PRINCIPALS = ("pods.eks.amazonaws.com",)
+# Where the add-ons fermion installs run; roles of pods there are not workload roles.
+SYSTEM_NAMESPACES = ("kube-system", "keda", "nvidia")
 
 
 def pod_spec(resource: Resource) -> dict[str, Any]:
@@ -177,19 +180,33 @@ def _workload_role(role: Resource) -> bool:
 
 
 def _roles(policy: Resource, stack: Sequence[Resource]) -> list[Resource]:
-    candidates = [
+    """The workload roles that `policy` is attached to."""
+    return [
         r
         for r in stack
-        if r.type in ROLES and policy in attached(r, stack, ROLE_POLICIES, "role", "name")
+        if r.type in ROLES
+        and policy in attached(r, stack, ROLE_POLICIES, "role", "name")
+        and _workload_role(r)
+        and not _add_on_role(r, stack)
     ]
-    return candidates
+
+
+def _add_on_role(role: Resource, stack: Sequence[Resource]) -> bool:
+    """A cluster add-on's role (its pods run in a system namespace): its policy is the
+    upstream project's own, reviewed when the add-on's version is pinned."""
+    namespaces = [
+        str(a.get("namespace")) for a in attached(role, stack, POD_IDENTITIES, "roleArn", "arn")
+    ]
+    trust = json.dumps(policy_document(role.get("assumeRolePolicy")) or {})
+    namespaces += re.findall(r"system:serviceaccount:([^:\"]+):", trust)
+    return bool(namespaces) and all(n in SYSTEM_NAMESPACES for n in namespaces)
 
 
 def no_wildcards(policy: Resource, stack: Sequence[Resource]) -> Iterator[str]:
     """A workload role's policy allows no `*` action, and `*` as the resource only for actions
     that take none (List, Describe) or under a condition."""
     document = policy_document(policy.get("policy"))
-    if document is None or not any(_workload_role(r) for r in _roles(policy, stack)):
+    if document is None or not _roles(policy, stack):
         return
     for statement in statements(document):
         if statement.get("Effect") != "Allow":
@@ -209,7 +226,7 @@ def no_wildcards(policy: Resource, stack: Sequence[Resource]) -> Iterator[str]:
 def model_reader_prefix(policy: Resource, stack: Sequence[Resource]) -> Iterator[str]:
     """A workload role reads models only under its own service's prefix, s3://bucket/<sa>/."""
     document = policy_document(policy.get("policy"))
-    roles = [r for r in _roles(policy, stack) if _workload_role(r)]
+    roles = _roles(policy, stack)
     if document is None or not roles:
         return
     accounts = [

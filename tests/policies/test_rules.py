@@ -331,3 +331,12 @@ def test_a_node_role_is_not_a_workload_role() -> None:
     stack = role_stack({**READ, "Action": "*"})
     stack[0] = res("aws:iam/role:Role", "r", assumeRolePolicy=json.dumps(trust))
     assert evaluate(stack) == []
+
+
+def test_an_add_on_role_in_a_system_namespace_is_not_a_workload_role() -> None:
+    stack = role_stack({**READ, "Action": ["ec2:CreateSecurityGroup"], "Resource": "*"})
+    account = stack[2]
+    stack[2] = res(account.type, account.name, **{**account.inputs, "namespace": "kube-system"})
+    assert evaluate(stack) == []
+    stack[2] = res(account.type, account.name, **{**account.inputs, "namespace": "inference"})
+    assert names(evaluate(stack)) == ["iam-no-wildcards"]

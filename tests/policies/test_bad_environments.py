@@ -1,0 +1,109 @@
+"""A corpus of deliberately bad environments, one violation each: `fermion plan --json` finds
+exactly that violation, and exits 4 when it is mandatory. Where the spec's validator refuses
+the violation first, the refusal is asserted instead (the rule stays, for stacks that use the
+components directly)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from fermion.cli import app
+
+from ..conftest import environment_data
+
+runner = CliRunner()
+
+
+def base() -> dict[str, Any]:
+    """dev without its service (faster: no build context), the environment every case breaks."""
+    data = environment_data("dev")
+    data["services"] = []
+    return data
+
+
+def plan(tmp_path: Path, data: dict[str, Any], *flags: str) -> tuple[int, str]:
+    document = {"config": {"aws:region": "us-west-2", "fermion:environment": data}}
+    (tmp_path / "Pulumi.bad.yaml").write_text(yaml.safe_dump(document))
+    result = runner.invoke(app, ["plan", "bad", "--stacks-dir", str(tmp_path), "--json", *flags])
+    return result.exit_code, result.output
+
+
+def breaks(path: str, value: Any, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = base() if data is None else data
+    *parents, last = path.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return data
+
+
+def with_public_service() -> dict[str, Any]:
+    data = environment_data("dev")
+    data["services"][0]["public"] = True
+    data["services"][0]["replicas"] = {"min": 1, "max": 2}
+    data["cluster"]["load_balancer_controller"] = True
+    return data
+
+
+CORPUS = [
+    (
+        breaks("storage.versioning", False),
+        "s3-versioning",
+        "mandatory",
+        "aws:s3/bucket:Bucket::bad-models",
+    ),
+    (
+        breaks("registry.scan_on_push", False),
+        "ecr-scan-on-push",
+        "mandatory",
+        "Repository::bad-registry",
+    ),
+    (
+        breaks("registry.immutable_tags", False),
+        "ecr-immutable-tags",
+        "mandatory",
+        "Repository::bad-registry",
+    ),
+    (
+        breaks("cluster.log_types", ["api"]),
+        "eks-audit-logs",
+        "mandatory",
+        "aws:eks/cluster:Cluster::bad-cluster",
+    ),
+    (
+        breaks("cluster.public_access_cidrs", ["0.0.0.0/0"]),
+        "eks-public-endpoint-cidrs",
+        "advisory",
+        "aws:eks/cluster:Cluster::bad-cluster",
+    ),
+    (with_public_service(), "service-not-public", "mandatory", "Service::bad-embed-public"),
+]
+
+
+@pytest.mark.parametrize(("data", "policy", "level", "urn_end"), CORPUS, ids=[c[1] for c in CORPUS])
+def test_each_bad_environment_gets_exactly_its_finding(
+    tmp_path: Path, data: dict[str, Any], policy: str, level: str, urn_end: str
+) -> None:
+    code, output = plan(tmp_path, data)
+    findings = json.loads(output)["findings"]
+    assert [(f["policy"], f["level"]) for f in findings] == [(policy, level)], findings
+    assert findings[0]["urn"].endswith(urn_end)
+    assert code == (4 if level == "mandatory" else 0)
+
+
+def test_no_policy_skips_the_rules(tmp_path: Path) -> None:
+    code, output = plan(tmp_path, breaks("storage.versioning", False), "--no-policy")
+    assert code == 0 and json.loads(output)["findings"] == []
+
+
+def test_the_validator_refuses_a_public_endpoint_open_to_all(tmp_path: Path) -> None:
+    code, output = plan(tmp_path, breaks("cluster.public_access_cidrs", []))
+    assert code == 1
+    assert "cluster.public_access_cidrs" in output
