@@ -13,6 +13,7 @@ import pulumi
 import pytest
 from pulumi.runtime.stack import wait_for_rpcs
 
+from fermion.policies import Resource, evaluate
 from fermion.stacks.plan import OfflineAnswers
 
 from ..conftest import REPO
@@ -84,3 +85,16 @@ def test_the_components_join_a_cluster_they_do_not_create(answers: _Answers) -> 
     assert ("inference", "embed") in {
         (a.inputs["namespace"], a.inputs["serviceAccount"]) for a in associations
     }
+
+
+def test_the_policy_rules_run_over_a_program_of_ones_own(answers: _Answers) -> None:
+    runpy.run_path(str(PROGRAM), run_name="__main__")
+    asyncio.get_event_loop().run_until_complete(wait_for_rpcs())
+    resources = [
+        Resource(f"urn:pulumi:dev::existing-cluster::{r.typ}::{r.name}", r.typ, r.name, r.inputs)
+        for r in answers.registered
+        if r.custom
+    ]
+    found = {(f.policy, f.urn.rpartition("::")[2]) for f in evaluate(resources)}
+    # The only finding: this config's image digest (sha256:ab) is cut short, so it pins nothing.
+    assert found == {("image-pinned", "embed-deployment")}
