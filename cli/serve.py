@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fermion.cli.console import out
+from fermion.cli.options import StacksDir
 from fermion.cli.server_options import ServerOptionValues, with_server_options
 from fermion.environments.errors import FermionError
 
 if TYPE_CHECKING:
-    from fermion.runtime_images.server.config import ServerConfig
+    from fermion.runtime_images.server.config import ModelConfig, ServerConfig
 
 _SERVE_MODULES = ("torch", "numpy", "orjson", "uvicorn")
 _INLINE_ELEMENTS = 16
@@ -75,7 +76,7 @@ def serve(
         Path,
         typer.Argument(
             help="A TorchScript (.pt) or torch.export (.pt2) file, or a model folder (with a "
-            "handler.py, or one model file).",
+            "handler.py, or one model file). With --env: the name of one of its services.",
             show_default=False,
         ),
     ],
@@ -86,10 +87,40 @@ def serve(
         Path | None,
         typer.Option(help="Keep the rendered context in this folder (default: a temporary one)."),
     ] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            help="Serve the service TARGET of this environment as the cluster would: its "
+            "format, inputs, batching, precision and model version, from the model store.",
+            show_default=False,
+        ),
+    ] = None,
+    model_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="With --env: a local model file or folder instead of the one in the store.",
+            show_default=False,
+        ),
+    ] = None,
+    bucket: Annotated[
+        str | None,
+        typer.Option(
+            "--bucket",
+            help="With --env: the model bucket, when the environment does not name it.",
+            show_default=False,
+        ),
+    ] = None,
+    stacks_dir: StacksDir = None,
     *,
     options: ServerOptionValues,
 ) -> None:
-    """Serve a model locally over the Open Inference Protocol (KServe V2), as the image would."""
+    """Serve a model locally over the Open Inference Protocol (KServe V2), as the image would.
+
+    `fermion serve --env ENV SERVICE` serves a service of an environment with its own settings
+    and the version its model.version names, fetched from s3://BUCKET/SERVICE/VERSION/.
+    """
     missing = [m for m in _SERVE_MODULES if importlib.util.find_spec(m) is None]
     if missing:
         raise ServeDependencyError(missing)
@@ -104,13 +135,21 @@ def serve(
     )
     from fermion.runtime_images.server.options import to_argv
 
-    if not target.exists():
+    if env is None and (model_path is not None or bucket is not None):
+        raise ServeOptionsError("--model and --bucket go with --env ENV SERVICE")
+    if env is None and not target.exists():
         raise ServeOptionsError(f"model path {target} does not exist")
+    if model_path is not None and not model_path.exists():
+        raise ServeOptionsError(f"model path {model_path} does not exist")
     if options["auth_token_file"] is not None:
         # The server runs inside the rendered context, not in this folder.
         options["auth_token_file"] = Path(options["auth_token_file"]).resolve()
     try:
-        model = model_config_from_options(str(target.resolve()), options)
+        if env is None:
+            model = model_config_from_options(str(target.resolve()), options)
+        else:
+            location, base = _service_model(env, str(target), stacks_dir, model_path, bucket)
+            model = model_config_from_options(location, options, base)
         tokens = tokens_from_environment(token_file=options["auth_token_file"])
         config = server_config_from_options(
             ServerConfig(models=(model,), auth_tokens=tokens), options
@@ -126,9 +165,32 @@ def serve(
     with tempfile.TemporaryDirectory(prefix="fermion-serve-") as scratch:
         folder = context if context is not None else Path(scratch) / "context"
         rendered = render(chosen, model, folder)
-        out.print(f"fermion serve: {target} in the {chosen} context {rendered.tag} ...")
+        shown = target if env is None else f"{env}'s {target} from {model.path}"
+        out.print(f"fermion serve: {shown} in the {chosen} context {rendered.tag} ...")
         code = _run(rendered.path, config, to_argv(options, scope="server"))
     raise typer.Exit(code)
+
+
+def _service_model(
+    env: str, service: str, stacks_dir: Path | None, model_path: Path | None, bucket: str | None
+) -> tuple[str, ModelConfig]:
+    """Where a service's model is (`model_path`, its model.uri, or its version in the store)
+    and its settings as its runtime image has them."""
+    from fermion.cli.stack_target import check_environment
+    from fermion.runtime_images.render import model_config
+    from fermion.stacks.model_store_access import ModelLocation, ServiceNotFoundError, model_bucket
+
+    spec = check_environment(env, stacks_dir).spec
+    found = next((s for s in spec.services if s.name == service), None)
+    if found is None:
+        raise ServiceNotFoundError(env, service, [s.name for s in spec.services])
+    if model_path is not None:
+        location = str(model_path.resolve())
+    elif found.model.uri is not None:
+        location = found.model.uri
+    else:
+        location = ModelLocation(model_bucket(spec, env, bucket), service, found.model.version).uri
+    return location, model_config(found)
 
 
 def _run(folder: Path, config: ServerConfig, server_args: list[str]) -> int:
