@@ -140,7 +140,12 @@ def push_model(
     """Upload `files` to `location` and publish it by writing its manifest last."""
     wanted = {f.name: ManifestEntry(f.sha256, f.size) for f in files}
     total = sum(f.size for f in files)
-    published = read_manifest(client, location)
+    try:
+        published = read_manifest(client, location)
+    except FermionError:
+        if not force:
+            raise
+        published = {}  # a manifest that cannot be read is replaced like any other
     if published is not None:
         if published == wanted and not force:
             return PushResult(location, len(files), total, 0, 0, already_published=True)

@@ -9,6 +9,7 @@ the manifest is written last, so a version is never published half-uploaded.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -16,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fermion.environments.errors import FermionError
 from fermion.runtime_images.server.storage import MANIFEST
 from fermion.stacks.aws_errors import aws_errors, error_code
-from fermion.stacks.aws_lookups import Aws
 
 if TYPE_CHECKING:
     from fermion.environments.sections import ServiceSpec
@@ -48,6 +48,7 @@ SHA256_METADATA = "sha256"
 # that ten in flight keep a 10 Gbit/s link busy without holding much memory.
 _PART_BYTES = 16 << 20
 _CONCURRENCY = 10
+_ATTEMPTS = 8
 
 
 class ServiceNotFoundError(FermionError):
@@ -161,8 +162,18 @@ def model_bucket(spec: EnvironmentSpec, env: str, explicit: str | None) -> str:
 
 
 def s3_client(region: str) -> Any:
-    """An S3 client in `region` (boto3 finds credentials and AWS_ENDPOINT_URL as usual)."""
-    return Aws(region).client("s3")
+    """An S3 client in `region` (boto3 finds credentials and AWS_ENDPOINT_URL as usual) that
+    retries 5xx answers, throttling and dropped connections with backoff (botocore's standard
+    mode), with a connection for every part in flight."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"max_attempts": _ATTEMPTS, "mode": "standard"},
+        max_pool_connections=_CONCURRENCY * 2,
+    )
+    with aws_errors(region):
+        return boto3.session.Session().client("s3", region_name=region, config=config)
 
 
 def transfer_config() -> Any:
@@ -173,6 +184,7 @@ def transfer_config() -> Any:
         multipart_threshold=_PART_BYTES,
         multipart_chunksize=_PART_BYTES,
         max_concurrency=_CONCURRENCY,
+        num_download_attempts=_ATTEMPTS,
     )
 
 
@@ -221,14 +233,27 @@ def require_bucket(client: Any, bucket: str, env: str) -> None:
 
 def read_manifest(client: Any, location: ModelLocation) -> dict[str, ManifestEntry] | None:
     """The published version's manifest, or None when the version is not published."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionError,
+        IncompleteReadError,
+        ResponseStreamingError,
+    )
 
-    try:
-        with aws_errors():
-            answer = client.get_object(Bucket=location.bucket, Key=location.manifest_key)
-            text = answer["Body"].read().decode("utf-8", errors="replace")
-    except ClientError as exc:
-        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
-    return parse_manifest(text, f"s3://{location.bucket}/{location.manifest_key}")
+    # botocore retries the request, but not the read of a body cut short: that is retried here.
+    for attempt in range(_ATTEMPTS):
+        try:
+            with aws_errors():
+                answer = client.get_object(Bucket=location.bucket, Key=location.manifest_key)
+                text = answer["Body"].read().decode("utf-8", errors="replace")
+        except ClientError as exc:
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        except (ConnectionError, IncompleteReadError, ResponseStreamingError):
+            if attempt == _ATTEMPTS - 1:
+                raise
+            time.sleep(min(0.1 * 2**attempt, 5.0))
+            continue
+        return parse_manifest(text, f"s3://{location.bucket}/{location.manifest_key}")
+    return None

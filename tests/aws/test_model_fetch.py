@@ -78,8 +78,9 @@ def test_a_bad_object_is_named_and_never_used(s3: Any, tmp_path: Path) -> None:
 
 
 class _FlakyProxy(BaseHTTPRequestHandler):
-    """Forwards to moto, but answers the first GET of each object with a 500, and cuts the
-    body of the second short, so the fetch must retry both."""
+    """Forwards to moto, but answers the first GET of each object (or range) with a 500 and
+    cuts the body of the second short; the first PUT of each object (or part) gets a 500 and
+    the second a dropped connection. A client must retry them all."""
 
     upstream: ClassVar[str] = ""
     seen: ClassVar[dict[str, int]] = {}
@@ -93,12 +94,16 @@ class _FlakyProxy(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         target = urlsplit(self.upstream)
         fault = None
-        if self.command == "GET" and "list-type" not in self.path:
-            key = f"{self.path}|{self.headers.get('Range', '')}"
+        if self.command in ("GET", "PUT") and "list-type" not in self.path:
+            key = f"{self.command} {self.path}|{self.headers.get('Range', '')}"
             with self.lock:
                 self.seen[key] = self.seen.get(key, 0) + 1
                 count = self.seen[key]
-            fault = {1: "500", 2: "truncate"}.get(count)
+            second = "truncate" if self.command == "GET" else "drop"
+            fault = {1: "500", 2: second}.get(count)
+        if fault == "drop":
+            self.close_connection = True
+            return
         if fault == "500":
             self.send_response(500)
             payload = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
@@ -170,3 +175,28 @@ def test_metrics_show_the_download(
     size = (folder / "affine.pt").stat().st_size
     assert f'fermion_model_fetch_bytes{{model="affine"}} {size}' in text
     assert 'fermion_model_fetch_seconds{model="affine"}' in text
+
+
+@pytest.mark.usefixtures("small_parts")
+def test_push_and_pull_recover_through_faults(
+    s3: Any, tmp_path: Path, flaky: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fermion.stacks import model_store_access
+    from fermion.stacks.model_versions import pull_model
+
+    monkeypatch.setattr(model_store_access, "_PART_BYTES", 5 << 20)
+    folder = _folder(tmp_path)
+    location = ModelLocation(f"flaky-{uuid.uuid4().hex[:12]}", "m", "1")
+    s3.create_bucket(Bucket=location.bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", flaky)
+    client = model_store_access.s3_client("us-east-1")
+    result = push_model(client, location, local_files(folder))
+    assert (result.sent_files, result.already_published) == (2, False)
+    puts = [k for k in _FlakyProxy.seen if k.startswith("PUT ")]
+    assert any("partNumber=3" in k for k in puts)
+    assert all(_FlakyProxy.seen[k] >= 3 for k in puts)
+    pulled = pull_model(client, location, tmp_path / "pulled")
+    assert set(pulled) == {"weights.bin", "sub/config.json"}
+    assert (tmp_path / "pulled" / "weights.bin").read_bytes() == (
+        folder / "weights.bin"
+    ).read_bytes()

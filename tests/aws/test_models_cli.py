@@ -287,3 +287,17 @@ def test_missing_credentials_say_how_to_configure_them(
     assert result.exit_code == 1
     assert "none were found" in result.output and "aws configure" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_manifest_that_cannot_be_read_is_named_and_force_replaces_it(
+    s3: Any, store: tuple[str, Path], tmp_path: Path
+) -> None:
+    bucket, stacks = store
+    s3.put_object(Bucket=bucket, Key="embed/1/manifest.json", Body=b"not json")
+    folder = model_folder(tmp_path)
+    refused = models(stacks, "push", "dev", "embed", str(folder))
+    assert refused.exit_code == 1
+    assert f"s3://{bucket}/embed/1/manifest.json is not a valid manifest" in refused.output
+    forced = pushed(models(stacks, "push", "dev", "embed", str(folder), "--force", "--json"))
+    assert forced["sent_files"] == 3
+    pushed(models(stacks, "pull", "dev", "embed", str(tmp_path / "pulled"), "--json"))
