@@ -62,6 +62,10 @@ def _human(size: int) -> str:
     return f"{value:.1f} GiB"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 @dataclass(frozen=True)
 class _Bar:
     """A rich progress bar as the store's TransferProgress: bytes, rate and time left."""
@@ -162,16 +166,18 @@ def push(
     if as_json:
         print_json({**result.as_json(), "set_version": changed})
         return
+    files = _count(result.files, "file")
     if result.already_published:
         out.print(
-            f"{escape(location.uri)} is already published with these {result.files} files "
+            f"{escape(location.uri)} is already published with these {files} "
             f"({_human(result.total_bytes)}); nothing was sent."
         )
     else:
+        kept = result.files - result.sent_files
+        resumed = f"; {_count(kept, 'file')} were there already" if kept else ""
         out.print(
-            f"Published {escape(location.uri)}: {result.files} files, "
-            f"{_human(result.total_bytes)} ({result.sent_files} sent, "
-            f"{_human(result.sent_bytes)}; the rest were there already)."
+            f"Published {escape(location.uri)}: {files}, {_human(result.total_bytes)} "
+            f"({_human(result.sent_bytes)} sent{resumed})."
         )
     if changed:
         out.print(f"Set {service}'s model.version to {chosen!r} in {escape(str(checked.file))}.")
@@ -266,6 +272,6 @@ def pull(
         print_json({"uri": location.uri, "dest": str(dest), "files": files})
         return
     out.print(
-        f"Pulled {escape(location.uri)} into {escape(str(dest))}: {len(files)} files, "
+        f"Pulled {escape(location.uri)} into {escape(str(dest))}: {_count(len(files), 'file')}, "
         f"{_human(sum(files.values()))}, each checked against manifest.json."
     )
