@@ -166,17 +166,17 @@ def push(
     if as_json:
         print_json({**result.as_json(), "set_version": changed})
         return
-    files = _count(result.files, "file")
+    counted = _count(result.files, "file")
     if result.already_published:
         out.print(
-            f"{escape(location.uri)} is already published with these {files} "
+            f"{escape(location.uri)} is already published with these {counted} "
             f"({_human(result.total_bytes)}); nothing was sent."
         )
     else:
         kept = result.files - result.sent_files
         resumed = f"; {_count(kept, 'file')} were there already" if kept else ""
         out.print(
-            f"Published {escape(location.uri)}: {files}, {_human(result.total_bytes)} "
+            f"Published {escape(location.uri)}: {counted}, {_human(result.total_bytes)} "
             f"({_human(result.sent_bytes)} sent{resumed})."
         )
     if changed:
