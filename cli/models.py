@@ -110,13 +110,37 @@ def _store(
     env: str, stacks_dir: Path | None, bucket: str | None
 ) -> tuple[CheckedEnvironment, str, Any]:
     from fermion.cli.stack_target import check_environment
-    from fermion.stacks.model_store_access import model_bucket, require_bucket, s3_client
+    from fermion.stacks.model_store_access import (
+        BucketUnknownError,
+        model_bucket,
+        require_bucket,
+        s3_client,
+    )
 
     checked = check_environment(env, stacks_dir)
-    name = model_bucket(checked.spec, env, bucket)
+    try:
+        name = model_bucket(checked.spec, env, bucket)
+    except BucketUnknownError:
+        name = _stack_bucket(checked)
     client = s3_client(checked.spec.region)
     require_bucket(client, name, env)
     return checked, name, client
+
+
+def _stack_bucket(checked: CheckedEnvironment) -> str:
+    """The `bucket` output of the environment's stack: the name AWS gave the bucket at up."""
+    from fermion.cli.stack_target import open_environment
+    from fermion.environments.errors import FermionError
+    from fermion.stacks.model_store_access import BucketUnknownError
+
+    try:
+        outputs = open_environment(checked, create=False, aws=None).stack.outputs()
+    except FermionError as exc:
+        raise BucketUnknownError(checked.env, str(exc).rstrip(".")) from None
+    found = outputs.get("bucket")
+    if found is None or not isinstance(found.value, str):
+        raise BucketUnknownError(checked.env, "they have no `bucket`; run `fermion up` first")
+    return found.value
 
 
 @app.command("push")

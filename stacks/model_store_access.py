@@ -79,12 +79,14 @@ class ServiceModelElsewhereError(FermionError):
 class BucketUnknownError(FermionError):
     """The environment's bucket is named by AWS at `fermion up`, and no name was given."""
 
-    def __init__(self, env: str) -> None:
+    def __init__(self, env: str, why: str | None = None) -> None:
         self.env = env
+        self.why = why
+        reason = "" if why is None else f", and its stack's outputs cannot be read ({why})"
         super().__init__(
             f"environment {env!r} does not name its model bucket (storage.bucket), so AWS picks "
-            f"the name when the stack is created. Pass --bucket NAME (the `bucket` output of "
-            f"`fermion outputs {env}`), or set storage.bucket in Pulumi.{env}.yaml"
+            f"the name when the stack is created{reason}. Pass --bucket NAME (the `bucket` "
+            f"output of `fermion outputs {env}`), or set storage.bucket in Pulumi.{env}.yaml"
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -301,3 +302,49 @@ def test_a_manifest_that_cannot_be_read_is_named_and_force_replaces_it(
     forced = pushed(models(stacks, "push", "dev", "embed", str(folder), "--force", "--json"))
     assert forced["sent_files"] == 3
     pushed(models(stacks, "pull", "dev", "embed", str(tmp_path / "pulled"), "--json"))
+
+
+def _without_bucket(stacks: Path) -> None:
+    path = stacks / "Pulumi.dev.yaml"
+    text = path.read_text()
+    start = text.index("      bucket:")
+    path.write_text(text[:start] + text[text.index("\n", start) + 1 :])
+
+
+def test_the_bucket_comes_from_the_stack_outputs(
+    store: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fermion.cli.stack_target as stack_target
+
+    bucket, stacks = store
+    _without_bucket(stacks)
+
+    @dataclass
+    class Output:
+        value: object
+        secret: bool = False
+
+    @dataclass
+    class Stack:
+        def outputs(self) -> dict[str, Output]:
+            return {"bucket": Output(bucket)}
+
+    @dataclass
+    class Opened:
+        stack: Stack
+
+    monkeypatch.setattr(stack_target, "open_environment", lambda *a, **k: Opened(Stack()))
+    listed = pushed(models(stacks, "ls", "dev", "--json"))
+    assert listed["bucket"] == bucket
+
+
+def test_an_unnamed_bucket_without_a_stack_asks_for_bucket(
+    store: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, stacks = store
+    _without_bucket(stacks)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no Pulumi CLI: the outputs cannot be read
+    result = models(stacks, "ls", "dev")
+    assert result.exit_code == 1
+    assert "does not name its model bucket" in result.output
+    assert "its stack's outputs cannot be read" in result.output and "--bucket" in result.output
