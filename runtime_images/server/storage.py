@@ -196,7 +196,7 @@ def _fetch_s3(uri: str, cache: Path, counter: Callable[[int], None] | None = Non
     except (BotoCoreError, ClientError) as exc:
         raise LoadError(f"cannot fetch {uri}: {exc}") from None
     if manifest is not None:
-        partial = target / f".{MANIFEST}.partial"
+        partial = target / f".{MANIFEST}.{os.getpid()}.partial"
         partial.write_bytes(manifest)
         partial.replace(target / MANIFEST)
     return target
@@ -276,7 +276,8 @@ def _download(
 ) -> None:
     """Fetch one object beside `local`, check it against the manifest, then move it into place:
     a partial or bad file is never where the model loads from."""
-    partial = local.with_name(f".{local.name}.partial")
+    # A name of this process's own: pods that share a node's cache may fetch the same file.
+    partial = local.with_name(f".{local.name}.{os.getpid()}.partial")
     try:
         client.download_file(bucket, key, str(partial), Config=config, Callback=counter)
         if expected is not None:
