@@ -37,8 +37,8 @@ Bucket = Annotated[
     str | None,
     typer.Option(
         "--bucket",
-        help="The model bucket, when the environment does not name it (storage.bucket): the "
-        "`bucket` output of `fermion outputs ENV`.",
+        help="The model bucket. Default: the environment's storage.bucket, else the `bucket` "
+        "output of its stack (as `fermion outputs ENV` shows it).",
         show_default=False,
     ),
 ]
