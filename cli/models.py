@@ -110,6 +110,14 @@ def _store(
     env: str, stacks_dir: Path | None, bucket: str | None
 ) -> tuple[CheckedEnvironment, str, Any]:
     from fermion.cli.stack_target import check_environment
+
+    return _open_store(check_environment(env, stacks_dir), env, bucket)
+
+
+def _open_store(
+    checked: CheckedEnvironment, env: str, bucket: str | None
+) -> tuple[CheckedEnvironment, str, Any]:
+    """The store's bucket and an S3 client for it, once the bucket is known to be there."""
     from fermion.stacks.model_store_access import (
         BucketUnknownError,
         model_bucket,
@@ -117,7 +125,6 @@ def _store(
         s3_client,
     )
 
-    checked = check_environment(env, stacks_dir)
     try:
         name = model_bucket(checked.spec, env, bucket)
     except BucketUnknownError:
@@ -171,14 +178,17 @@ def push(
     Large files go up in parallel parts. A re-run sends only what is missing, and the version is
     published (its manifest.json written) only once every file is there.
     """
+    from fermion.cli.stack_target import check_environment
     from fermion.stacks.model_push import local_files, push_model
     from fermion.stacks.model_store_access import ModelLocation, find_service
 
-    checked, name, client = _store(env, stacks_dir, bucket)
+    # What can be checked here comes first: the service, the version and the files.
+    checked = check_environment(env, stacks_dir)
     spec_service = find_service(checked.spec, env, service)
     chosen = spec_service.model.version if version is None else version
     _check_version(chosen)
     files = local_files(path)
+    checked, name, client = _open_store(checked, env, bucket)
     location = ModelLocation(name, service, chosen)
     with _progress(f"{service} {chosen}", as_json) as bar:
         result = push_model(client, location, files, force=force, progress=bar)
