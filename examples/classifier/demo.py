@@ -51,7 +51,9 @@ def main(model: Path) -> int:
                 with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2) as answer:
                     if answer.status == 200:
                         break
-            except (urllib.error.URLError, ConnectionError):
+            except OSError:
+                # Refused, reset, or (while the server starts on a port it already holds) no
+                # answer within the timeout: ask again.
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
                 print("the server did not become ready", file=sys.stderr)  # noqa: T201

@@ -133,3 +133,19 @@ def test_fermion_serve_prints_a_curl_that_works(tmp_path: Path) -> None:
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0
+
+
+def test_the_demo_that_make_demo_runs(tmp_path: Path) -> None:
+    # The demo polls readiness while the server starts on a port it already holds, where a
+    # poll can time out rather than be refused.
+    model = _build_classifier(tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "classifier" / "demo.py"), str(model)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    for colour in ("red", "green", "blue"):
+        assert f"a mostly {colour} image -> {colour}" in done.stdout
+    assert "server stopped on SIGTERM with exit code 0" in done.stdout
