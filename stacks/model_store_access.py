@@ -9,13 +9,12 @@ the manifest is written last, so a version is never published half-uploaded.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fermion.environments.errors import FermionError
-from fermion.runtime_images.server.storage import MANIFEST
+from fermion.runtime_images.server.storage import MANIFEST, fetch_manifest
 from fermion.stacks.aws_errors import aws_errors, error_code
 
 if TYPE_CHECKING:
@@ -235,27 +234,9 @@ def require_bucket(client: Any, bucket: str, env: str) -> None:
 
 def read_manifest(client: Any, location: ModelLocation) -> dict[str, ManifestEntry] | None:
     """The published version's manifest, or None when the version is not published."""
-    from botocore.exceptions import (
-        ClientError,
-        ConnectionError,
-        IncompleteReadError,
-        ResponseStreamingError,
-    )
-
-    # botocore retries the request, but not the read of a body cut short: that is retried here.
-    for attempt in range(_ATTEMPTS):
-        try:
-            with aws_errors():
-                answer = client.get_object(Bucket=location.bucket, Key=location.manifest_key)
-                text = answer["Body"].read().decode("utf-8", errors="replace")
-        except ClientError as exc:
-            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
-        except (ConnectionError, IncompleteReadError, ResponseStreamingError):
-            if attempt == _ATTEMPTS - 1:
-                raise
-            time.sleep(min(0.1 * 2**attempt, 5.0))
-            continue
-        return parse_manifest(text, f"s3://{location.bucket}/{location.manifest_key}")
-    return None
+    with aws_errors():
+        body = fetch_manifest(client, location.bucket, location.prefix)
+    if body is None:
+        return None
+    text = body.decode("utf-8", errors="replace")
+    return parse_manifest(text, f"s3://{location.bucket}/{location.manifest_key}")

@@ -178,7 +178,7 @@ def _fetch_s3(uri: str, cache: Path, counter: Callable[[int], None] | None = Non
             _download(client, bucket, key, target, config, counter)
             return target
         prefix = f"{key.rstrip('/')}/" if key else ""
-        manifest = _manifest(client, bucket, prefix)
+        manifest = fetch_manifest(client, bucket, prefix)
         if manifest is None:
             listed = _listed_objects(client, bucket, prefix)
         else:
@@ -202,8 +202,9 @@ def _fetch_s3(uri: str, cache: Path, counter: Callable[[int], None] | None = Non
     return target
 
 
-def _manifest(client: Any, bucket: str, prefix: str) -> bytes | None:
-    """The text of the version's manifest.json, or None when it has none."""
+def fetch_manifest(client: Any, bucket: str, prefix: str) -> bytes | None:
+    """The bytes of the manifest.json under `prefix`, or None when there is none. Dropped
+    connections and bodies cut short are retried with backoff."""
     from botocore.exceptions import (
         ClientError,
         ConnectionError,
