@@ -26,7 +26,7 @@ def refers_to(value: Any, target: Resource, source: Resource, *name_keys: str) -
     if placeholder(target.name) in value:
         return True
     if is_unknown(value):
-        return source.parent is not None and source.parent == target.parent
+        return source.parent == target.parent
     names = [target.get(key) for key in name_keys]
     return value == target.urn or any(isinstance(n, str) and n and value.endswith(n) for n in names)
 
