@@ -37,6 +37,7 @@ def validate(
         return
     path = stack_file(env, folder)
     spec = read_stack_file(path, env)
+    _check_waivers(spec)
     if as_json:
         print_json({"file": str(path), "environment": spec.model_dump(mode="json")})
         return
@@ -54,7 +55,7 @@ def _validate_all(folder: Path, as_json: bool) -> None:
     for name in envs:
         path = stack_file(name, folder)
         try:
-            read_stack_file(path, name)
+            _check_waivers(read_stack_file(path, name))
         except FermionError as exc:
             results.append(
                 {"environment": name, "file": str(path), "valid": False, "error": str(exc)}
@@ -70,6 +71,13 @@ def _validate_all(folder: Path, as_json: bool) -> None:
         print_json(results)
     if not all(r["valid"] for r in results):
         raise typer.Exit(1)
+
+
+def _check_waivers(spec: EnvironmentSpec) -> None:
+    # The environment layer cannot see the policy pack; which waivers it allows is checked here.
+    from fermion.policies import check_waivers
+
+    check_waivers(spec.policy_waivers)
 
 
 def _summary(spec: EnvironmentSpec, path: Path) -> None:

@@ -176,3 +176,16 @@ class ServiceSpec(Spec):
     env: Annotated[dict[str, str], AfterValidator(formats.env_vars)] = {}
     pip_packages: list[Annotated[str, AfterValidator(formats.pip_requirement)]] = []
     public: bool = False
+
+
+class PolicyWaiverSpec(Spec):
+    """An advisory policy finding this environment accepts for one resource, and why. The plan
+    still prints the finding, with the reason; a mandatory policy cannot be waived."""
+
+    policy: Annotated[
+        str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", min_length=1, max_length=64)
+    ]
+    resource: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
+        description="The resource's name, as `fermion plan` shows it (dev-cluster)."
+    )
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]

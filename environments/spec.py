@@ -18,6 +18,7 @@ from fermion.environments.sections import (
     Name,
     NetworkSpec,
     NodePoolSpec,
+    PolicyWaiverSpec,
     RegistrySpec,
     ServiceSpec,
     Spec,
@@ -45,6 +46,7 @@ class EnvironmentSpec(Spec):
     registry: RegistrySpec = RegistrySpec()
     services: list[ServiceSpec] = []  # noqa: RUF012
     tags: Annotated[dict[str, TagValue], Field(max_length=40)] = {}  # noqa: RUF012
+    policy_waivers: list[PolicyWaiverSpec] = []  # noqa: RUF012
     _shapes: ShapeCatalog = PrivateAttr()
 
     @model_validator(mode="after")

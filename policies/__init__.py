@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fermion.policies.findings import ADVISORY, MANDATORY, Finding, Level, Resource, Rule
 from fermion.policies.rules import RULES, evaluate, rule_named
+from fermion.policies.waivers import WaiverError, apply_waivers, check_waivers
 
 __all__ = [
     "ADVISORY",
@@ -14,6 +15,9 @@ __all__ = [
     "Level",
     "Resource",
     "Rule",
+    "WaiverError",
+    "apply_waivers",
+    "check_waivers",
     "evaluate",
     "rule_named",
 ]

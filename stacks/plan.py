@@ -26,7 +26,7 @@ from pulumi.runtime.stack import wait_for_rpcs
 from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR
 from fermion.environments.errors import FermionError
 from fermion.environments.spec import EnvironmentSpec
-from fermion.policies import Finding, Resource, evaluate
+from fermion.policies import Finding, Resource, apply_waivers, evaluate
 from fermion.stacks import program
 from fermion.stacks.cost import Cost, estimate_cost
 from fermion.stacks.placeholders import placeholder_state
@@ -215,7 +215,7 @@ def plan_environment(
         resources=resources,
         outputs=outputs,
         cost=estimate_cost(resources, spec.shapes),
-        findings=check_policies(resources) if policy else [],
+        findings=apply_waivers(check_policies(resources), spec.policy_waivers) if policy else [],
         assumptions=sorted(answers.assumptions.values()),
     )
 

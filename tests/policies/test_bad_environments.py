@@ -107,3 +107,41 @@ def test_the_validator_refuses_a_public_endpoint_open_to_all(tmp_path: Path) -> 
     code, output = plan(tmp_path, breaks("cluster.public_access_cidrs", []))
     assert code == 1
     assert "cluster.public_access_cidrs" in output
+
+
+def test_an_advisory_finding_can_be_waived_with_a_reason(tmp_path: Path) -> None:
+    data = breaks("cluster.public_access_cidrs", ["0.0.0.0/0"])
+    reason = "the API is reached from CI runners with no fixed addresses"
+    data["policy_waivers"] = [
+        {"policy": "eks-public-endpoint-cidrs", "resource": "bad-cluster", "reason": reason}
+    ]
+    code, output = plan(tmp_path, data)
+    (finding,) = json.loads(output)["findings"]
+    assert finding["policy"] == "eks-public-endpoint-cidrs" and finding["waived"] == reason
+    assert code == 0
+    document = {"config": {"aws:region": "us-west-2", "fermion:environment": data}}
+    (tmp_path / "Pulumi.bad.yaml").write_text(yaml.safe_dump(document))
+    text = runner.invoke(app, ["plan", "bad", "--stacks-dir", str(tmp_path)]).stdout
+    assert "waived advisory eks-public-endpoint-cidrs" in text
+    assert f"waived: {reason}" in text
+
+
+@pytest.mark.parametrize("command", ["plan", "validate"])
+def test_a_mandatory_policy_cannot_be_waived(tmp_path: Path, command: str) -> None:
+    data = breaks("storage.versioning", False)
+    data["policy_waivers"] = [
+        {"policy": "s3-versioning", "resource": "bad-models", "reason": "dev only"}
+    ]
+    document = {"config": {"aws:region": "us-west-2", "fermion:environment": data}}
+    (tmp_path / "Pulumi.bad.yaml").write_text(yaml.safe_dump(document))
+    result = runner.invoke(app, [command, "bad", "--stacks-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "cannot waive 's3-versioning'" in result.stderr
+    assert "mandatory" in result.stderr
+
+
+def test_a_waiver_of_no_such_policy_is_refused(tmp_path: Path) -> None:
+    data = base()
+    data["policy_waivers"] = [{"policy": "no-such-rule", "resource": "x", "reason": "y"}]
+    code, output = plan(tmp_path, data)
+    assert code == 1 and "no such policy" in output
