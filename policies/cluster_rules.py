@@ -60,7 +60,9 @@ def imdsv2(group: Resource, stack: Sequence[Resource]) -> Iterator[str]:
     if reference is None:
         reference = group.get("launchTemplate", "name")
     templates = [
-        t for t in stack if t.type in LAUNCH_TEMPLATES and refers_to(reference, t, group, "name")
+        t
+        for t in stack
+        if t.type in LAUNCH_TEMPLATES and refers_to(reference, t, group, "name", "id")
     ]
     # Several beside it under one component: the one named after the group.
     named = [t for t in templates if t.name.startswith(group.name)]

@@ -28,12 +28,12 @@ _KMS = ("aws:kms", "aws:kms:dsse")
 
 
 def _for(bucket: Resource, stack: Sequence[Resource], types: tuple[str, ...]) -> list[Resource]:
-    return attached(bucket, stack, types, "bucket", "bucket")
+    return attached(bucket, stack, types, "bucket", "bucket", "id")
 
 
 def is_access_log_target(bucket: Resource, stack: Sequence[Resource]) -> bool:
     """Whether another bucket's server access logs go to `bucket`."""
-    return bool(attached(bucket, stack, LOGGING, "targetBucket", "bucket"))
+    return bool(attached(bucket, stack, LOGGING, "targetBucket", "bucket", "id"))
 
 
 def public_access_blocked(bucket: Resource, stack: Sequence[Resource]) -> Iterator[str]:

@@ -185,7 +185,7 @@ def _roles(policy: Resource, stack: Sequence[Resource]) -> list[Resource]:
         r
         for r in stack
         if r.type in ROLES
-        and policy in attached(r, stack, ROLE_POLICIES, "role", "name")
+        and policy in attached(r, stack, ROLE_POLICIES, "role", "name", "id")
         and _workload_role(r)
         and not _add_on_role(r, stack)
     ]
