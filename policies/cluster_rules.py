@@ -38,7 +38,10 @@ def secrets_encryption(cluster: Resource, stack: Sequence[Resource]) -> Iterator
 def audit_logs(cluster: Resource, stack: Sequence[Resource]) -> Iterator[str]:
     """The control plane's audit log is on."""
     if "audit" not in as_list(cluster.get("enabledClusterLogTypes")):
-        yield "the audit log is off: add 'audit' to enabled_cluster_log_types"
+        yield (
+            "the audit log is off: add 'audit' to enabled_cluster_log_types "
+            "(cluster.log_types in an environment)"
+        )
 
 
 def public_endpoint_cidrs(cluster: Resource, stack: Sequence[Resource]) -> Iterator[str]:

@@ -84,7 +84,10 @@ def versioning(bucket: Resource, stack: Sequence[Resource]) -> Iterator[str]:
         return
     states = [v.get("versioningConfiguration", "status") for v in _for(bucket, stack, VERSIONING)]
     if "Enabled" not in states:
-        yield "versioning is off: add an aws.s3.BucketVersioning with status 'Enabled'"
+        yield (
+            "versioning is off: add an aws.s3.BucketVersioning with status 'Enabled' "
+            "(storage.versioning: true in an environment)"
+        )
 
 
 def tls_only(bucket: Resource, stack: Sequence[Resource]) -> Iterator[str]:
@@ -121,13 +124,19 @@ def _denies_plain_http(document: dict[str, object]) -> bool:
 def ecr_scan_on_push(repository: Resource, stack: Sequence[Resource]) -> Iterator[str]:
     """Every pushed image is scanned for vulnerabilities."""
     if repository.get("imageScanningConfiguration", "scanOnPush") is not True:
-        yield "images are not scanned on push: set image_scanning_configuration.scan_on_push"
+        yield (
+            "images are not scanned on push: set image_scanning_configuration.scan_on_push "
+            "(registry.scan_on_push: true in an environment)"
+        )
 
 
 def ecr_immutable_tags(repository: Resource, stack: Sequence[Resource]) -> Iterator[str]:
     """A pushed tag can never be moved to another image."""
     if repository.get("imageTagMutability") not in ("IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION"):
-        yield "tags are mutable: set image_tag_mutability 'IMMUTABLE'"
+        yield (
+            "tags are mutable: set image_tag_mutability 'IMMUTABLE' "
+            "(registry.immutable_tags: true in an environment)"
+        )
 
 
 STORAGE_RULES = (
