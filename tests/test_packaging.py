@@ -17,10 +17,11 @@ from .conftest import REPO
 PROBE = """
 import importlib.resources, sys
 import fermion.components, fermion.environments, fermion.runtime_images, fermion.stacks, fermion.cli
+import fermion.policies
 from fermion.environments import load_environment, load_shapes
 from fermion.stacks import STACKS_DIR
 site = sys.argv[1]
-packages = (fermion.environments, fermion.stacks, fermion.cli, fermion.components)
+packages = (fermion.environments, fermion.stacks, fermion.cli, fermion.components, fermion.policies)
 for module in (*packages, fermion.runtime_images):
     assert module.__file__.startswith(site), module.__file__
 templates = importlib.resources.files("fermion.templates")
@@ -65,6 +66,8 @@ def test_wheel_holds_packages_and_data(wheel: Path) -> None:
         "fermion/components/aws_load_balancer_controller_iam_policy.json",
         "fermion/cli/plan.py",
         "fermion/runtime_images/__init__.py",
+        "fermion/policies/__main__.py",
+        "fermion/policies/py.typed",
     ):
         assert expected in names, expected
     assert not any(n.startswith("tests/") for n in names)
