@@ -247,3 +247,13 @@ def test_serving_json(tmp_path: Path) -> None:
     path.write_text(json.dumps({"models": [{"name": "m", "path": "p", "colour": 1}]}))
     with pytest.raises(ConfigError, match="unknown model keys"):
         load_config_file(path)
+
+
+def test_a_file_of_known_size_is_fetched_in_one_range_per_stream_within_bounds() -> None:
+    from fermion.runtime_images.server.storage import part_bytes
+
+    mib = 1 << 20
+    assert part_bytes(None) == 16 * mib
+    assert part_bytes(100 * mib) == 16 * mib  # small files: no range below 16 MiB
+    assert part_bytes(1024 * mib) == -(-1024 * mib // 10)  # ten ranges, one per stream
+    assert part_bytes(100 * 1024 * mib) == 256 * mib  # huge files: a retry refetches <= 256 MiB
