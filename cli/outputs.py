@@ -27,8 +27,10 @@ def outputs(
         ),
     ] = False,
 ) -> None:
-    """Show the outputs of ENV's stack from its last `fermion up`: endpoints, bucket, registry,
-    kubeconfig."""
+    """Show the outputs of ENV's stack from its last `fermion up`.
+
+    Endpoints, bucket, registry and kubeconfig.
+    """
     from fermion.cli.stack_target import check_environment, open_environment
     from fermion.stacks.operations import outputs_json
 

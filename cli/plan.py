@@ -57,8 +57,11 @@ def plan(
         ),
     ] = False,
 ) -> None:
-    """Show what `pulumi up` would create for ENV, its cost per hour and its policy findings,
-    with no credentials. Exits 4 when a mandatory policy finds a violation."""
+    """Show what `pulumi up` would create for ENV, its cost and its policy findings, offline.
+
+    No credentials and no Pulumi CLI are needed. Exits 4 when a mandatory policy finds a
+    violation.
+    """
     from fermion.environments.stack_files import read_stack_config, stack_file
     from fermion.stacks.plan import plan_environment
 

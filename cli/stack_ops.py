@@ -128,8 +128,10 @@ def up(env: Env, stacks_dir: StacksDir = None, yes: Yes = False, as_json: AsJson
 def destroy(
     env: Env, stacks_dir: StacksDir = None, yes: Yes = False, as_json: AsJson = False
 ) -> None:
-    """Delete every resource of ENV's stack, after a confirmation. The stack, its history and
-    its config stay."""
+    """Delete every resource of ENV's stack, after a confirmation.
+
+    The stack, its history and its config stay.
+    """
     from fermion.cli.stack_target import check_environment, open_environment
     from fermion.stacks.confirm import StepRecorder
     from fermion.stacks.operations import run_operation, summary_json
