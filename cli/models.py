@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from fermion.cli.console import err, out, print_json
-from fermion.cli.options import StacksDir
+from fermion.cli.options import StackEnv, StacksDir
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -29,7 +29,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-Env = Annotated[str, typer.Argument(help="Environment name: the stack ENV.", show_default=False)]
 Service = Annotated[
     str, typer.Argument(help="Service name, as under `services:` in the environment.")
 ]
@@ -152,7 +151,7 @@ def _stack_bucket(checked: CheckedEnvironment) -> str:
 
 @app.command("push")
 def push(
-    env: Env,
+    env: StackEnv,
     service: Service,
     path: Annotated[
         Path, typer.Argument(help="The model file, or the folder of its files.", show_default=False)
@@ -238,7 +237,7 @@ def _check_version(version: str) -> None:
 
 @app.command("ls")
 def ls(
-    env: Env,
+    env: StackEnv,
     service: Annotated[
         str | None,
         typer.Argument(help="Only this service. Default: every service.", show_default=False),
@@ -282,7 +281,7 @@ def ls(
 
 @app.command("pull")
 def pull(
-    env: Env,
+    env: StackEnv,
     service: Service,
     dest: Annotated[
         Path, typer.Argument(help="A new or empty folder to download into.", show_default=False)

@@ -7,6 +7,15 @@ from typing import Annotated
 
 import typer
 
+StackEnv = Annotated[
+    str,
+    typer.Argument(
+        help="Environment name: the stack ENV, configured by Pulumi.<ENV>.yaml.",
+        show_default=False,
+    ),
+]
+"""The ENV argument of the commands that work on an environment's stack or its store."""
+
 StacksDir = Annotated[
     Path | None,
     typer.Option(

@@ -8,13 +8,11 @@ import typer
 from rich.markup import escape
 
 from fermion.cli.console import out, print_json, print_outputs
-from fermion.cli.options import StacksDir
+from fermion.cli.options import StackEnv, StacksDir
 
 
 def outputs(
-    env: Annotated[
-        str, typer.Argument(help="Environment name: the stack ENV.", show_default=False)
-    ],
+    env: StackEnv,
     stacks_dir: StacksDir = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the outputs as one JSON object, for scripts.")

@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from fermion.cli.console import err, out, print_json
-from fermion.cli.options import StacksDir
+from fermion.cli.options import StackEnv, StacksDir
 
 if TYPE_CHECKING:
     from pulumi.automation.events import EngineEvent
@@ -29,13 +29,6 @@ OnEvent = Callable[["EngineEvent"], Any]
 EXIT_USAGE = 2
 EXIT_CANCELLED = 3
 
-Env = Annotated[
-    str,
-    typer.Argument(
-        help="Environment name: the stack ENV, configured by Pulumi.<ENV>.yaml.",
-        show_default=False,
-    ),
-]
 AsJson = Annotated[
     bool,
     typer.Option(
@@ -54,7 +47,7 @@ Yes = Annotated[
 ]
 
 
-def preview(env: Env, stacks_dir: StacksDir = None, as_json: AsJson = False) -> None:
+def preview(env: StackEnv, stacks_dir: StacksDir = None, as_json: AsJson = False) -> None:
     """Show what `fermion up ENV` would change, from Pulumi's own preview against AWS."""
     from fermion.cli.stack_target import check_environment, open_environment
     from fermion.stacks.confirm import StepRecorder
@@ -82,7 +75,9 @@ def preview(env: Env, stacks_dir: StacksDir = None, as_json: AsJson = False) -> 
             out.print(f"  [bold red]{escape(step.describe())}[/]", soft_wrap=True)
 
 
-def up(env: Env, stacks_dir: StacksDir = None, yes: Yes = False, as_json: AsJson = False) -> None:
+def up(
+    env: StackEnv, stacks_dir: StacksDir = None, yes: Yes = False, as_json: AsJson = False
+) -> None:
     """Create or update ENV's resources in AWS. Asks first when a stateful resource would be
     replaced or deleted."""
     from fermion.cli.console import print_outputs
@@ -126,7 +121,7 @@ def up(env: Env, stacks_dir: StacksDir = None, yes: Yes = False, as_json: AsJson
 
 
 def destroy(
-    env: Env, stacks_dir: StacksDir = None, yes: Yes = False, as_json: AsJson = False
+    env: StackEnv, stacks_dir: StacksDir = None, yes: Yes = False, as_json: AsJson = False
 ) -> None:
     """Delete every resource of ENV's stack, after a confirmation.
 
@@ -160,7 +155,7 @@ def destroy(
         )
 
 
-def refresh(env: Env, stacks_dir: StacksDir = None, as_json: AsJson = False) -> None:
+def refresh(env: StackEnv, stacks_dir: StacksDir = None, as_json: AsJson = False) -> None:
     """Read ENV's resources back from AWS into the stack's state. Changes nothing in AWS."""
     from fermion.cli.console import print_outputs
     from fermion.cli.stack_target import check_environment, open_environment
