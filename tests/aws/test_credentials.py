@@ -3,10 +3,7 @@ HTTP (one that accepts any key, and one that enforces IAM authentication) and wi
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +14,7 @@ from fermion.stacks.aws_errors import AwsCredentialsError, AwsUnreachableError
 from fermion.stacks.credentials import require_aws_credentials
 
 from ..runtime.conftest import free_port
+from .conftest import start_moto
 
 AWS_VARIABLES = (
     "AWS_ACCESS_KEY_ID",
@@ -47,26 +45,10 @@ def no_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="module")
 def strict_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto server that checks every request's credentials, as AWS does."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("strict-moto") / "moto.log"
-    server = Path(sys.executable).with_name("moto_server")
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(server), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        raise AssertionError(f"moto_server did not start:\n{log.read_text()}")
+    process, port = start_moto(
+        tmp_path_factory.mktemp("strict-moto") / "moto.log",
+        {"INITIAL_NO_AUTH_ACTION_COUNT": "0"},
+    )
     yield f"http://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)

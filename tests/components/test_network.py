@@ -12,6 +12,7 @@ from fermion.components.subnet_layout import NetworkArgsError, SubnetLayoutError
 from fermion.environments.errors import FermionError
 
 from .conftest import Recorder, resolve, settle
+from .test_subnet_layout import UNFITTING
 
 ZONES = ["us-west-2a", "us-west-2b", "us-west-2c", "us-west-2d"]
 LOG_GROUP_ARN = "arn:aws:logs:us-west-2:123456789012:log-group:/aws/vpc-flow-logs/fermion-dev"
@@ -301,12 +302,7 @@ def test_an_existing_vpc_is_passed_through(mocks: Recorder) -> None:
 
 @pytest.mark.parametrize(
     ("cidr", "prefix_length", "zones", "expected"),
-    [
-        ("10.0.0.0/16", 16, 3, "Use a prefix length from 17 to 28"),
-        ("10.0.0.0/16", 29, 3, "Use a prefix length from 17 to 28"),
-        ("10.0.0.0/24", 26, 3, "6 subnets (one public and one private per zone) are needed"),
-        ("10.0.0.0/16", 19, 6, "10.0.0.0/16 holds only 8 /19 subnets. Raise subnet_prefix_length"),
-    ],
+    UNFITTING,
 )
 def test_subnets_that_do_not_fit_are_a_clear_error(
     cidr: str, prefix_length: int, zones: int, expected: str

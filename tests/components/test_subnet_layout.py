@@ -93,14 +93,19 @@ def test_without_nat_no_zone_has_a_way_out() -> None:
     assert [zone.nat for zone in layout.zones] == [None, None, None]
 
 
+# Layouts that cannot be made, and what the error says; test_network checks that the
+# component refuses the same ones.
+UNFITTING = [
+    ("10.0.0.0/16", 16, 3, "Use a prefix length from 17 to 28"),
+    ("10.0.0.0/16", 29, 3, "Use a prefix length from 17 to 28"),
+    ("10.0.0.0/24", 26, 3, "6 subnets (one public and one private per zone) are needed"),
+    ("10.0.0.0/16", 19, 6, "10.0.0.0/16 holds only 8 /19 subnets. Raise subnet_prefix_length"),
+]
+
+
 @pytest.mark.parametrize(
     ("cidr", "prefix_length", "zones", "expected"),
-    [
-        ("10.0.0.0/16", 16, 3, "Use a prefix length from 17 to 28"),
-        ("10.0.0.0/16", 29, 3, "Use a prefix length from 17 to 28"),
-        ("10.0.0.0/24", 26, 3, "6 subnets (one public and one private per zone) are needed"),
-        ("10.0.0.0/16", 19, 6, "10.0.0.0/16 holds only 8 /19 subnets. Raise subnet_prefix_length"),
-    ],
+    UNFITTING,
 )
 def test_subnets_that_do_not_fit_are_a_clear_error(
     cidr: str, prefix_length: int, zones: int, expected: str
