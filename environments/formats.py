@@ -32,6 +32,9 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _IAM_PRINCIPAL = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}$")
+_ACM_CERTIFICATE = re.compile(
+    r"^arn:aws(-[a-z]+)*:acm:(?P<region>[a-z]{2}(-[a-z]+)+-\d):\d{12}:certificate/[0-9a-f-]{36}$"
+)
 
 
 def bucket_name_problem(name: str) -> str | None:
@@ -147,6 +150,33 @@ def iam_principal(arn: str) -> str:
             "not an IAM role or user ARN, e.g. arn:aws:iam::123456789012:role/platform-admins"
         )
     return arn
+
+
+def hostname(name: str) -> str:
+    """A fully qualified DNS name that a TLS certificate can cover (no wildcard, no port)."""
+    if len(name) > 253 or "." not in name or not _DNS_SUBDOMAIN.match(name):
+        raise ValueError(
+            "not a DNS name: use lowercase letters, digits, hyphens and dots, with at least one "
+            "dot, e.g. embed.ml.example.com"
+        )
+    if any(len(label) > 63 for label in name.split(".")):
+        raise ValueError("a DNS label (the part between dots) is at most 63 characters")
+    return name
+
+
+def acm_certificate(arn: str) -> str:
+    if not _ACM_CERTIFICATE.match(arn):
+        raise ValueError(
+            "not an ACM certificate ARN, e.g. arn:aws:acm:us-east-1:123456789012:certificate/"
+            "0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+        )
+    return arn
+
+
+def acm_certificate_region(arn: str) -> str:
+    """The region an ACM certificate ARN (already checked) lives in."""
+    found = _ACM_CERTIFICATE.match(arn)
+    return found.group("region") if found is not None else ""
 
 
 def cidr_text(value: object) -> object:

@@ -9,14 +9,23 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from fermion.environments.errors import SpecProblem
-from fermion.environments.formats import parse_tensor_spec
-from fermion.environments.sections import ClusterSpec, NetworkSpec, NodePoolSpec, ServiceSpec
+from fermion.environments.formats import acm_certificate_region, parse_tensor_spec
+from fermion.environments.sections import (
+    ClusterSpec,
+    NetworkSpec,
+    NodePoolSpec,
+    ServiceSpec,
+    TenantSpec,
+)
 from fermion.environments.shapes import ShapeCatalog, image_for
+from fermion.environments.tenancy import check_tenants
 
 
 class Environment(Protocol):
     """The sections the rules read: an EnvironmentSpec while it is being built."""
 
+    @property
+    def region(self) -> str: ...
     @property
     def network(self) -> NetworkSpec: ...
     @property
@@ -25,6 +34,8 @@ class Environment(Protocol):
     def node_pools(self) -> list[NodePoolSpec]: ...
     @property
     def services(self) -> list[ServiceSpec]: ...
+    @property
+    def tenants(self) -> list[TenantSpec]: ...
 
 
 def _dupes(names: Iterable[str]) -> set[str]:
@@ -349,7 +360,30 @@ def _check_serving(spec: Environment, path: str, svc: ServiceSpec) -> list[SpecP
                 "Use in_flight (requests being handled per replica) or rps",
             )
         )
-    if svc.public and not spec.cluster.load_balancer_controller:
+    if svc.public:
+        problems += _check_public(spec, path, svc)
+    else:
+        for key, value in (
+            ("hostname", svc.hostname),
+            ("certificate_arn", svc.certificate_arn),
+            ("allowed_cidrs", svc.allowed_cidrs or None),
+        ):
+            if value is not None:
+                problems.append(
+                    SpecProblem(
+                        f"{path}.{key}",
+                        "only a public service has a hostname, certificate or allowed CIDRs",
+                        "set",
+                        f"Set public: true to serve it over HTTPS, or remove {key}",
+                    )
+                )
+    return problems
+
+
+def _check_public(spec: Environment, path: str, svc: ServiceSpec) -> list[SpecProblem]:
+    """A public service is served over TLS, for its own hostname, and checks tokens."""
+    problems: list[SpecProblem] = []
+    if not spec.cluster.load_balancer_controller:
         problems.append(
             SpecProblem(
                 f"{path}.public",
@@ -358,14 +392,42 @@ def _check_serving(spec: Environment, path: str, svc: ServiceSpec) -> list[SpecP
                 "Set cluster.load_balancer_controller: true, or make the service private",
             )
         )
-    if svc.public and svc.replicas.min < 1:
+    if svc.hostname is None:
         problems.append(
             SpecProblem(
-                f"{path}.replicas.min",
-                "a public service's load balancer sends requests straight to its replicas, "
-                "so it cannot scale to zero",
-                "0",
-                "Set replicas.min to 1 or more, or make the service private",
+                f"{path}.hostname",
+                "a public service is served over TLS only, for a DNS name its certificate covers",
+                None,
+                "Set hostname (e.g. embed.ml.example.com) and certificate_arn, or make the "
+                "service private",
+            )
+        )
+    if svc.certificate_arn is None:
+        problems.append(
+            SpecProblem(
+                f"{path}.certificate_arn",
+                "a public service is served over TLS only, which needs an ACM certificate",
+                None,
+                "Set certificate_arn to an ACM certificate for the hostname (aws acm "
+                "request-certificate), or make the service private",
+            )
+        )
+    elif acm_certificate_region(svc.certificate_arn) != spec.region:
+        problems.append(
+            SpecProblem(
+                f"{path}.certificate_arn",
+                f"the load balancer can only use a certificate from its own region ({spec.region})",
+                repr(acm_certificate_region(svc.certificate_arn)),
+                f"Request or import the certificate in {spec.region}",
+            )
+        )
+    if svc.auth == "none":
+        problems.append(
+            SpecProblem(
+                f"{path}.auth",
+                "a public service must check bearer tokens",
+                "'none'",
+                "Remove auth (tokens are the default), or make the service private",
             )
         )
     return problems
@@ -397,4 +459,8 @@ def _check_capacity(spec: Environment, shapes: ShapeCatalog) -> list[SpecProblem
 
 def check_environment(spec: Environment, shapes: ShapeCatalog) -> list[SpecProblem]:
     """Every cross-field problem in `spec`, each with its key path; empty when it is valid."""
-    return _check_network(spec) + _check_workloads(spec, shapes)
+    return (
+        _check_network(spec)
+        + _check_workloads(spec, shapes)
+        + check_tenants(spec.tenants, spec.services, shapes)
+    )

@@ -160,6 +160,15 @@ class AutoscalingSpec(Spec):
     scale_down_delay_s: int = Field(300, ge=0, le=86400)
 
 
+class TokenSlotsSpec(Spec):
+    """A service's two bearer tokens, both valid at once. Raising a slot's number replaces that
+    slot's token at the next `fermion up`; the other token stays valid meanwhile, so clients
+    move over with no downtime."""
+
+    primary: int = Field(1, ge=1, le=1_000_000)
+    secondary: int = Field(1, ge=1, le=1_000_000)
+
+
 class ServiceSpec(Spec):
     """An inference service: a model served on a shape, with batching and autoscaling."""
 
@@ -175,7 +184,48 @@ class ServiceSpec(Spec):
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     env: Annotated[dict[str, str], AfterValidator(formats.env_vars)] = {}
     pip_packages: list[Annotated[str, AfterValidator(formats.pip_requirement)]] = []
-    public: bool = False
+    tenant: Name = Field(
+        "default", description="The tenant whose namespace, quota and network policy it runs in."
+    )
+    auth: Literal["token", "none"] = Field(
+        "token", description="Whether requests need a bearer token; `none` only for private ones."
+    )
+    tokens: TokenSlotsSpec = TokenSlotsSpec()
+    public: bool = Field(
+        False, description="Reachable from the internet over HTTPS, through an ALB."
+    )
+    hostname: Annotated[str, AfterValidator(formats.hostname)] | None = Field(
+        None, description="The public DNS name the ALB answers for (public services)."
+    )
+    certificate_arn: Annotated[str, AfterValidator(formats.acm_certificate)] | None = Field(
+        None, description="The ACM certificate for `hostname`, in the environment's region."
+    )
+    allowed_cidrs: list[CidrBlock] = Field(
+        [], description="Source ranges that may reach a public service; empty lets any address."
+    )
+
+
+class TenantQuotaSpec(Spec):
+    """What all of a tenant's pods may request together, enforced by a ResourceQuota."""
+
+    gpus: int = Field(0, ge=0, le=100_000, description="GPUs.")
+    cpu: float = Field(gt=0, le=1_000_000, description="CPU cores requested.")
+    memory_gib: float = Field(gt=0, le=10_000_000, description="Memory in GiB.")
+    pods: int = Field(ge=1, le=1_000_000, description="Pods.")
+
+
+class TenantSpec(Spec):
+    """A team's share of the cluster: its own namespace, quota and network isolation."""
+
+    name: Name
+    namespace: Name | None = Field(
+        None, description="Its namespace; the tenant's name when left out."
+    )
+    quota: TenantQuotaSpec
+
+    @property
+    def namespace_name(self) -> str:
+        return self.name if self.namespace is None else self.namespace
 
 
 class PolicyWaiverSpec(Spec):

@@ -24,8 +24,10 @@ from fermion.environments.sections import (
     Spec,
     StorageSpec,
     TagValue,
+    TenantSpec,
 )
 from fermion.environments.shapes import ShapeCatalog, image_for, load_shapes
+from fermion.environments.tenancy import effective_tenants
 
 __all__ = ["EnvironmentSpec"]
 
@@ -45,6 +47,7 @@ class EnvironmentSpec(Spec):
     storage: StorageSpec = StorageSpec()
     registry: RegistrySpec = RegistrySpec()
     services: list[ServiceSpec] = []  # noqa: RUF012
+    tenants: list[TenantSpec] = []  # noqa: RUF012
     tags: Annotated[dict[str, TagValue], Field(max_length=40)] = {}  # noqa: RUF012
     policy_waivers: list[PolicyWaiverSpec] = []  # noqa: RUF012
     _shapes: ShapeCatalog = PrivateAttr()
@@ -69,6 +72,16 @@ class EnvironmentSpec(Spec):
     @property
     def cluster_name(self) -> str:
         return self.cluster.name if self.cluster.name is not None else f"fermion-{self.name}"
+
+    @property
+    def tenants_in_effect(self) -> list[TenantSpec]:
+        """The declared tenants, or the implicit `default` one sized to the services."""
+        return effective_tenants(self.tenants, self.services, self.shapes)
+
+    def namespace_of(self, service: ServiceSpec) -> str:
+        """The namespace of the tenant a service belongs to."""
+        by_name = {tenant.name: tenant for tenant in self.tenants_in_effect}
+        return by_name[service.tenant].namespace_name
 
     def image_for(self, service: ServiceSpec) -> str:
         """The runtime image a service runs: its own choice, else CUDA exactly on GPU shapes."""

@@ -320,13 +320,79 @@ def test_queue_depth_is_refused_with_the_metrics_that_work(dev: dict[str, Any]) 
     assert "in_flight" in str(problem)
 
 
-def test_a_public_service_needs_the_controller_and_a_replica(dev: dict[str, Any]) -> None:
+CERTIFICATE = "arn:aws:acm:us-west-2:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+
+
+def test_a_public_service_needs_the_controller_a_hostname_and_a_certificate(
+    dev: dict[str, Any],
+) -> None:
     put(dev, "services[0].public", True)
     assert_problem(dev, "services[0].public", "AWS Load Balancer Controller")
-    assert_problem(dev, "services[0].replicas.min", "cannot scale to zero")
+    assert_problem(dev, "services[0].hostname", "TLS")
+    assert_problem(dev, "services[0].certificate_arn", "TLS")
     put(dev, "cluster.load_balancer_controller", True)
-    put(dev, "services[0].replicas.min", 1)
-    parse_environment(dev, "dev")
+    put(dev, "services[0].hostname", "embed.ml.example.com")
+    put(dev, "services[0].certificate_arn", CERTIFICATE)
+    # Traffic passes the interceptor, so a public service scales to zero like any other.
+    put(dev, "services[0].replicas.min", 0)
+    spec = parse_environment(dev, "dev", region="us-west-2")
+    assert spec.services[0].public and spec.services[0].replicas.min == 0
+
+
+def test_a_public_service_checks_tokens(dev: dict[str, Any]) -> None:
+    put(dev, "cluster.load_balancer_controller", True)
+    put(dev, "services[0].public", True)
+    put(dev, "services[0].hostname", "embed.ml.example.com")
+    put(dev, "services[0].certificate_arn", CERTIFICATE)
+    put(dev, "services[0].auth", "none")
+    problem = assert_problem(dev, "services[0].auth", "must check bearer", region="us-west-2")
+    assert "make the service private" in str(problem)
+
+
+def test_the_certificate_must_be_in_the_environments_region(dev: dict[str, Any]) -> None:
+    put(dev, "cluster.load_balancer_controller", True)
+    put(dev, "services[0].public", True)
+    put(dev, "services[0].hostname", "embed.ml.example.com")
+    put(dev, "services[0].certificate_arn", CERTIFICATE.replace("us-west-2", "eu-west-1"))
+    problem = assert_problem(dev, "services[0].certificate_arn", "own region", region="us-west-2")
+    assert "'eu-west-1'" in str(problem) and "us-west-2" in str(problem)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("hostname", "embed", "not a DNS name"),
+        ("hostname", "*.example.com", "not a DNS name"),
+        ("hostname", "Embed.Example.com", "not a DNS name"),
+        ("certificate_arn", "arn:aws:iam::123456789012:role/x", "not an ACM certificate ARN"),
+    ],
+)
+def test_bad_hostnames_and_certificates_are_named(
+    dev: dict[str, Any], key: str, value: str, fragment: str
+) -> None:
+    put(dev, f"services[0].{key}", value)
+    assert_problem(dev, f"services[0].{key}", fragment)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("hostname", "embed.ml.example.com"),
+        ("certificate_arn", CERTIFICATE),
+        ("allowed_cidrs", ["203.0.113.0/24"]),
+    ],
+)
+def test_a_private_service_has_no_public_settings(
+    dev: dict[str, Any], key: str, value: Any
+) -> None:
+    put(dev, f"services[0].{key}", value)
+    problem = assert_problem(dev, f"services[0].{key}", "only a public service")
+    assert "public: true" in str(problem)
+
+
+def test_a_private_service_may_turn_tokens_off(dev: dict[str, Any]) -> None:
+    put(dev, "services[0].auth", "none")
+    assert parse_environment(dev, "dev").services[0].auth == "none"
 
 
 def test_a_torchscript_service_must_declare_its_inputs(dev: dict[str, Any]) -> None:
