@@ -1,10 +1,13 @@
-"""Serving benchmark: fermion's torch serving runtime vs LitServe and KServe on one machine.
+"""Serving benchmark: fermion's torch serving runtime vs mosec, Triton (PyTriton), LitServe and
+KServe on one machine.
 
 For each round (fresh server processes every round), each model and each server: start the
 server pinned to core 0, check one request answers correctly, warm it up, then for 1, 8 and 32
 connections check one request again and drive it with wrk (pinned to core 1) for --duration
-seconds. The ceiling (in-process throughput, one thread, batch 1 and 32) is measured in every
-round too. Medians over rounds go to RESULTS.md, everything to results.json.
+seconds. Servers take turns in a different order each round (reversed every other round), so
+a slow spell of the shared machine does not always fall on the same server. The ceiling
+(in-process throughput, one thread, batch 1 and 32) is measured in every round too. Medians
+over rounds go to RESULTS.md, everything to results.json.
 
 All traffic goes to 127.0.0.1. Every wait and every load run is bounded in time.
 
@@ -52,8 +55,21 @@ sys.path.insert(0, str(HERE))
 
 import models  # noqa: E402
 
-SERVERS = ("fermion", "litserve", "kserve")
-SERVER_TITLES = {"fermion": "fermion", "litserve": "LitServe", "kserve": "KServe"}
+SERVERS = ("fermion", "mosec", "pytriton", "litserve", "kserve")
+SERVER_TITLES = {
+    "fermion": "fermion",
+    "mosec": "mosec",
+    "pytriton": "Triton (PyTriton)",
+    "litserve": "LitServe",
+    "kserve": "KServe",
+}
+# Servers that take Triton's binary tensor extension; they get the CNN's binary point too.
+BINARY_SERVERS = ("fermion", "pytriton")
+# mosec answers GET / once its workers are up; PyTriton's Triton reports the server ready before
+# the model is loaded, so its model's own readiness is asked.
+# The mosec and PyTriton peers here serve the tensor models only.
+PEER_MODELS = {"mosec": ("mlp", "cnn"), "pytriton": ("mlp", "cnn")}
+READY_PATHS = {"litserve": "/health", "mosec": "/", "pytriton": "/v2/models/{key}/ready"}
 
 THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -196,7 +212,7 @@ def server_command(server: str, key: str, port: int, workdir: Path) -> tuple[lis
         "--port",
         str(port),
     ]
-    return cmd, ("/health" if server == "litserve" else "/v2/health/ready")
+    return cmd, READY_PATHS.get(server, "/v2/health/ready").format(key=key)
 
 
 class ServerProcess:
@@ -380,7 +396,7 @@ def measure_ceiling(run: Run, rnd: int, key: str) -> None:
 def bench_server(run: Run, rnd: int, server: str, key: str) -> None:
     conns_list: list[int] = run.args.connections
     variants = [(c, "json") for c in conns_list]
-    if server == "fermion" and key == "cnn":
+    if server in BINARY_SERVERS and key == "cnn":
         variants.append((max(conns_list), "binary"))
     points = [Point(rnd, server, key, c, v) for c, v in variants]
     run.points.extend(points)
@@ -449,7 +465,7 @@ VERSIONS_CODE = (
     "import json, importlib.metadata as m\n"
     "d = {}\n"
     "for n in ('torch', 'litserve', 'kserve', 'transformers', 'fermion', 'numpy', 'uvicorn',"
-    " 'fastapi'):\n"
+    " 'fastapi', 'mosec', 'nvidia-pytriton', 'tritonclient'):\n"
     "    try: d[n] = m.version(n)\n"
     "    except m.PackageNotFoundError: pass\n"
     "print(json.dumps(d))"
@@ -548,7 +564,7 @@ def write_report(
     v_main, v_peers = meta["versions"]["fermion_venv"], meta["versions"]["peers_venv"]
     m = meta["machine"]
     lines = [
-        "# Serving benchmark: fermion vs LitServe vs KServe",
+        "# Serving benchmark: fermion vs mosec, Triton (PyTriton), LitServe and KServe",
         "",
         f"Made {meta['finished_utc']} (UTC) at commit `{m['git_commit']}` by:",
         "",
@@ -562,7 +578,8 @@ def write_report(
         f" Linux {m['kernel']}, Python {m['python']}",
         f"- fermion's venv: torch {v_main.get('torch', '?')}, transformers"
         f" {v_main.get('transformers', '?')}, fermion {v_main.get('fermion', '?')}",
-        f"- peers' venv: torch {v_peers.get('torch', '?')}, litserve"
+        f"- peers' venv: torch {v_peers.get('torch', '?')}, mosec {v_peers.get('mosec', '?')},"
+        f" PyTriton {v_peers.get('nvidia-pytriton', '?')}, litserve"
         f" {v_peers.get('litserve', '?')}, kserve {v_peers.get('kserve', '?')}, transformers"
         f" {v_peers.get('transformers', '?')}, uvicorn {v_peers.get('uvicorn', '?')}",
         f"- load generator: {m['wrk']}",
@@ -582,6 +599,12 @@ def write_report(
         " median over rounds (errors: the sum over rounds).",
         "- fermion: `--max-batch-size 32 --max-delay-ms 2`. LitServe: `max_batch_size=32`,"
         " `batch_timeout=0.002`, one inference worker, one API server.",
+        "- mosec: one worker, `max_batch_size=32`, `max_wait_time=2` ms, batches filled in its"
+        " Rust front; the worker parses the same V2 JSON body on `/v2/models/NAME/infer`."
+        " Triton via PyTriton: `max_batch_size=32`, dynamic batcher with a 2 ms queue delay,"
+        " HTTP only; the model runs in PyTriton's Python process. Both take the CNN's binary"
+        " tensor body too where they speak Triton's extension (Triton does, mosec does not).",
+        "- Servers take turns in a different order each round (reversed every other round).",
         "- KServe: `kserve.ModelServer`, one uvicorn worker, gRPC off. KServe's model server"
         " has no built-in dynamic batcher, so every request runs the model on its own.",
         "- LitServe and KServe run per-request log lines off (access log, timing trace).",
@@ -614,8 +637,8 @@ def write_report(
             f" output FP32 {list(spec.output_shape)};"
             f" request body {run.bodies[(key, 'json')].path.stat().st_size:,} bytes.",
             "",
-            "| server | conns | req/s | p50 ms | p99 ms | errors |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            "| server | conns | req/s | p50 ms | p99 ms | errors | req/s per round |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         rows = [r for r in summary if r["model"] == key]
         order = {s: i for i, s in enumerate(SERVERS)}
@@ -625,11 +648,12 @@ def write_report(
             if r["variant"] == "binary":
                 name += " (binary tensors)"
             if r["rounds_ok"] == 0:
-                lines.append(f"| {name} | {r['conns']} | failed | — | — | — |")
+                lines.append(f"| {name} | {r['conns']} | failed | — | — | — | — |")
                 continue
             lines.append(
                 f"| {name} | {r['conns']} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)}"
-                f" | {fmt(r['p99_ms'], 2)} | {r['errors']} |"
+                f" | {fmt(r['p99_ms'], 2)} | {r['errors']}"
+                f" | {', '.join(fmt(x, 0) for x in r['rps_rounds'])} |"
             )
         lines.append("")
 
@@ -640,11 +664,25 @@ def write_report(
             return None
 
         f, k, lsv = rps("fermion"), rps("kserve"), rps("litserve")
+        mo, tr = rps("mosec"), rps("pytriton")
         ratios = []
+        if f and mo:
+            ratios.append(f"fermion/mosec **{f / mo:.2f}x**")
+        if f and tr:
+            ratios.append(f"fermion/Triton **{f / tr:.2f}x**")
         if f and k:
             ratios.append(f"fermion/KServe **{f / k:.2f}x**")
         if f and lsv:
             ratios.append(f"fermion/LitServe **{f / lsv:.2f}x**")
+        binary = {
+            r["server"]: r.get("rps")
+            for r in rows
+            if r["variant"] == "binary" and r.get("rps") and r["conns"] == top
+        }
+        if binary.get("fermion") and binary.get("pytriton"):
+            ratios.append(
+                f"binary tensors fermion/Triton **{binary['fermion'] / binary['pytriton']:.2f}x**"
+            )
         if ratios:
             lines += [f"req/s at {top} connections: " + ", ".join(ratios) + ".", ""]
         elif f is None:
@@ -679,7 +717,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--ceiling-seconds", type=float, default=4.0, help="seconds per ceiling measurement (4)"
     )
     p.add_argument("--connections", default="1,8,32", help="connection counts (1,8,32)")
-    p.add_argument("--servers", default=",".join(SERVERS), help="fermion,litserve,kserve")
+    p.add_argument("--servers", default=",".join(SERVERS), help=",".join(SERVERS))
     p.add_argument("--models", default=",".join(models.SPECS), help="mlp,cnn,minilm")
     p.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md goes (bench/serving)")
     a = p.parse_args(argv)
@@ -746,9 +784,11 @@ def main(argv: list[str]) -> int:
         log(f"round {rnd}/{args.rounds}")
         for key in args.models:
             measure_ceiling(run, rnd, key)
+        order = servers if rnd % 2 else servers[::-1]
         for key in args.models:
-            for server in servers:
-                bench_server(run, rnd, server, key)
+            for server in order:
+                if key in PEER_MODELS.get(server, (key,)):
+                    bench_server(run, rnd, server, key)
 
     versions = {
         "fermion_venv": json.loads(probe(MAIN_PY, VERSIONS_CODE) or "{}"),

