@@ -53,10 +53,15 @@ class NoBuildKitClientError(FermionError):
 
 @dataclass(frozen=True)
 class BuildCommand:
-    """The command line that builds a context, and the environment it adds."""
+    """The command line that builds a context, and the environment it adds. `client` is the
+    docker client it runs, which also tags, pushes and runs what it built."""
 
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def client(self) -> Path:
+        return Path(self.argv[0])
 
     def __str__(self) -> str:
         prefix = "".join(f"{k}={v} " for k, v in self.env.items())
@@ -80,9 +85,57 @@ def docker_clients(search_path: str | None = None) -> list[Path]:
     return found
 
 
-def build_command(reference: str, context: Path) -> BuildCommand:
-    """How to build `context` into the engine as `reference`; raises NoDockerError when no
-    engine runs, NoBuildKitClientError when no client can build with BuildKit."""
+def build_command(
+    reference: str,
+    context: Path,
+    *,
+    secrets: Mapping[str, Path] | None = None,
+    build_args: Mapping[str, str] | None = None,
+) -> BuildCommand:
+    """How to build `context` into the engine as `reference`, with BuildKit `secrets` (id to
+    file) and `build_args`; raises NoDockerError when no engine runs, NoBuildKitClientError
+    when no client can build with BuildKit.
+
+    Builds run on the host network: the engine may have no bridge, and package sources served
+    on this machine's loopback must be reachable from the build's steps.
+    """
+    options: list[str] = ["--network", "host"]
+    for secret, path in sorted((secrets or {}).items()):
+        options += ["--secret", f"id={secret},src={path}"]
+    for name, value in sorted((build_args or {}).items()):
+        options += ["--build-arg", f"{name}={value}"]
+    client = usable_client()
+    if client.buildx:
+        return BuildCommand(
+            (
+                str(client.path),
+                "buildx",
+                "build",
+                "--tag",
+                reference,
+                "--load",
+                "--allow",
+                "network.host",
+                *options,
+                str(context),
+            )
+        )
+    return BuildCommand(
+        (str(client.path), "build", "--tag", reference, *options, str(context)),
+        {"DOCKER_BUILDKIT": "1"},
+    )
+
+
+@dataclass(frozen=True)
+class DockerClient:
+    """A docker client that can build with BuildKit: with the buildx plugin, or by itself."""
+
+    path: Path
+    buildx: bool
+
+
+def usable_client() -> DockerClient:
+    """The first docker client on PATH that can build with BuildKit, once an engine answers."""
     clients = docker_clients()
     if not clients:
         raise NoDockerError("the docker command is not on PATH")
@@ -92,16 +145,12 @@ def build_command(reference: str, context: Path) -> BuildCommand:
     versions: dict[str, str] = {}
     for client in clients:
         if _run(client, "buildx", "version").returncode == 0:
-            return BuildCommand(
-                (str(client), "buildx", "build", "--tag", reference, "--load", str(context))
-            )
+            return DockerClient(client, buildx=True)
         version = _run(client, "--version").stdout.strip()
         versions[str(client)] = version or "no version"
         major = _VERSION.search(version)
         if major is not None and int(major.group(1)) < _BUILDX_ONLY_SINCE:
-            return BuildCommand(
-                (str(client), "build", "--tag", reference, str(context)), {"DOCKER_BUILDKIT": "1"}
-            )
+            return DockerClient(client, buildx=False)
     raise NoBuildKitClientError(versions)
 
 
@@ -113,8 +162,10 @@ def _run(client: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 __all__ = [
     "BuildCommand",
+    "DockerClient",
     "NoBuildKitClientError",
     "NoDockerError",
     "build_command",
     "docker_clients",
+    "usable_client",
 ]

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from fermion.cli.build_sources import (
+    Base,
+    BuildSources,
+    CaBundle,
+    DockerfileSyntax,
+    ExtraIndexUrl,
+    FindLinks,
+    IndexUrl,
+)
 from fermion.cli.console import out, print_json
 from fermion.cli.options import StacksDir, stacks_folder
 from fermion.environments.errors import FermionError
@@ -56,6 +63,15 @@ def list_images(
 
 
 Output = Annotated[Path, typer.Option("--output", "-o", help="Folder to write the context into.")]
+PipPackages = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--pip-package",
+        help="A requirement the model needs beyond the runtime (transformers==5.24.0), with "
+        "--model; repeatable.",
+        show_default=False,
+    ),
+]
 
 
 def _render(
@@ -69,6 +85,10 @@ def _render(
     name: str | None,
     output: Path,
     template_dir: Path | None,
+    *,
+    pip_packages: list[str] | None = None,
+    base: str | None = None,
+    dockerfile_syntax: str | None = None,
 ) -> RenderedContext:
     from fermion.runtime_images.render import model_config, render
     from fermion.runtime_images.server.config import ConfigError, model_config_from_options
@@ -76,8 +96,10 @@ def _render(
     if service is not None:
         if env is None:
             raise ImageOptionsError(f"service {service!r} needs --env")
-        if model is not None or inputs or handler or name:
-            raise ImageOptionsError("--model, --input, --handler and --name go with --image")
+        if model is not None or inputs or handler or name or pip_packages:
+            raise ImageOptionsError(
+                "--model, --input, --handler, --name and --pip-package go with --image"
+            )
         from fermion.environments.stack_files import load_environment
 
         spec = load_environment(env, stacks_folder(stacks_dir))
@@ -93,6 +115,8 @@ def _render(
             output,
             template_dir=template_dir,
             pip_packages=tuple(found.pip_packages),
+            base=base,
+            dockerfile_syntax=dockerfile_syntax,
         )
     if image is None or model is None:
         raise ImageOptionsError("give a SERVICE with --env, or both --image and --model")
@@ -102,7 +126,16 @@ def _render(
         )
     except ConfigError as exc:
         raise ImageOptionsError(str(exc)) from None
-    return render(image, config, output, template_dir=template_dir, bake_model=model)
+    return render(
+        image,
+        config,
+        output,
+        template_dir=template_dir,
+        bake_model=model,
+        pip_packages=tuple(pip_packages or ()),
+        base=base,
+        dockerfile_syntax=dockerfile_syntax,
+    )
 
 
 @app.command("render")
@@ -131,11 +164,26 @@ def render_command(
             help="Your templates; a Dockerfile.j2 there may extend fermion/Dockerfile.j2."
         ),
     ] = None,
+    pip_packages: PipPackages = None,
+    base: Base = None,
+    dockerfile_syntax: DockerfileSyntax = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print tag and files as JSON.")] = False,
 ) -> None:
     """Write a build context (Dockerfile, requirements, serving.json, the server) and its tag."""
     context = _render(
-        service, env, stacks_dir, image, model, inputs, handler, name, output, template_dir
+        service,
+        env,
+        stacks_dir,
+        image,
+        model,
+        inputs,
+        handler,
+        name,
+        output,
+        template_dir,
+        pip_packages=pip_packages,
+        base=base,
+        dockerfile_syntax=dockerfile_syntax,
     )
     if as_json:
         print_json(
@@ -167,13 +215,42 @@ def build_command(
     ] = None,
     handler: Annotated[str | None, typer.Option(help="FILE.py:CLASS, with --model.")] = None,
     name: Annotated[str | None, typer.Option(help="Model name, with --model.")] = None,
+    pip_packages: PipPackages = None,
     repository: Annotated[str, typer.Option(help="Image repository to tag.")] = "fermion-local",
     template_dir: Annotated[Path | None, typer.Option(help="Your templates.")] = None,
+    push: Annotated[
+        str | None,
+        typer.Option(
+            "--push",
+            help="Push to this repository (registry.example.com/team/name) and print the digest.",
+            show_default=False,
+        ),
+    ] = None,
+    base: Base = None,
+    index_url: IndexUrl = None,
+    extra_index_urls: ExtraIndexUrl = None,
+    find_links: FindLinks = None,
+    ca_bundle: CaBundle = None,
+    dockerfile_syntax: DockerfileSyntax = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print reference, tag, id, size, build seconds (and digest) as JSON.",
+        ),
+    ] = False,
 ) -> None:
-    """Render a context and build it with Docker's BuildKit, tagged with its content hash."""
-    from fermion.cli.docker_build import build_command
+    """Render a context and build it with Docker's BuildKit, tagged with its content hash.
 
-    with tempfile.TemporaryDirectory(prefix="fermion-context-") as scratch:
+    Behind a proxy or with no internet, name your own base image, package sources and CA
+    bundle: they reach the build as BuildKit secrets, never a layer. See docs/images.md.
+    """
+    from fermion.cli import docker_image
+
+    sources = BuildSources.from_options(
+        base, index_url, extra_index_urls, find_links, ca_bundle, dockerfile_syntax
+    )
+    with tempfile.TemporaryDirectory(prefix="fermion-build-") as scratch:
         context = _render(
             service,
             env,
@@ -185,11 +262,30 @@ def build_command(
             name,
             Path(scratch) / "context",
             template_dir,
+            pip_packages=pip_packages,
+            base=sources.base,
+            dockerfile_syntax=sources.dockerfile_syntax,
         )
-        reference = f"{repository}:{context.tag}"
-        command = build_command(reference, context.path)
-        out.print(f"building {reference} from {context.image}: {command}", soft_wrap=True)
-        done = subprocess.run(command.argv, env={**os.environ, **command.env}, check=False)
-    if done.returncode != 0:
-        raise typer.Exit(done.returncode)
-    out.print(f"[bold green]built[/] {reference}")
+        built = docker_image.build(context, repository, sources, Path(scratch))
+    pushed = docker_image.push(built, push) if push is not None else None
+    if as_json:
+        result: dict[str, object] = {
+            "reference": built.reference,
+            "tag": built.tag,
+            "image_id": built.image_id,
+            "size_bytes": built.size_bytes,
+            "build_seconds": round(built.build_seconds, 2),
+        }
+        if pushed is not None:
+            result["pushed"] = pushed.reference
+            result["digest_reference"] = pushed.digest_reference
+        print_json(result)
+        return
+    size = built.size_bytes / 1e6
+    out.print(
+        f"[bold green]built[/] {built.reference}  {size:,.0f} MB in {built.build_seconds:.1f} s",
+        soft_wrap=True,
+    )
+    if pushed is not None:
+        out.print(f"[bold green]pushed[/] {pushed.reference}", soft_wrap=True)
+        out.print(pushed.digest_reference, soft_wrap=True, markup=False)

@@ -22,6 +22,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from fermion.cli.build_sources import (
+    Base,
+    BuildSources,
+    CaBundle,
+    DockerfileSyntax,
+    ExtraIndexUrl,
+    FindLinks,
+    IndexUrl,
+)
 from fermion.cli.console import out
 from fermion.cli.options import StacksDir
 from fermion.cli.server_options import ServerOptionValues, with_server_options
@@ -113,6 +122,32 @@ def serve(
         ),
     ] = None,
     stacks_dir: StacksDir = None,
+    docker: Annotated[
+        bool,
+        typer.Option(
+            "--docker",
+            help="Run the runtime image itself (built first when the engine lacks it), with "
+            "its entrypoint and serving.json, on the host network: only the model mount and "
+            "the port differ from a pod.",
+            rich_help_panel="Docker",
+        ),
+    ] = False,
+    pip_packages: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pip-package",
+            help="With --docker: a requirement the model needs beyond the runtime "
+            "(transformers==5.24.0); repeatable. A service's own come from its spec.",
+            rich_help_panel="Docker",
+            show_default=False,
+        ),
+    ] = None,
+    base: Base = None,
+    index_url: IndexUrl = None,
+    extra_index_urls: ExtraIndexUrl = None,
+    find_links: FindLinks = None,
+    ca_bundle: CaBundle = None,
+    dockerfile_syntax: DockerfileSyntax = None,
     *,
     options: ServerOptionValues,
 ) -> None:
@@ -120,10 +155,18 @@ def serve(
 
     `fermion serve --env ENV SERVICE` serves a service of an environment with its own settings
     and the version its model.version names, fetched from s3://BUCKET/SERVICE/VERSION/.
+    `--docker` runs the service's runtime image instead of this Python.
     """
     missing = [m for m in _SERVE_MODULES if importlib.util.find_spec(m) is None]
-    if missing:
+    if missing and not docker:
         raise ServeDependencyError(missing)
+    sources = BuildSources.from_options(
+        base, index_url, extra_index_urls, find_links, ca_bundle, dockerfile_syntax
+    )
+    if not docker and (pip_packages or sources != BuildSources()):
+        raise ServeOptionsError(
+            "--pip-package and the build options (--base, --index-url, ...) go with --docker"
+        )
     from fermion.runtime_images.render import render
     from fermion.runtime_images.server.__main__ import ListenError, listen_socket
     from fermion.runtime_images.server.config import (
@@ -148,8 +191,8 @@ def serve(
         if env is None:
             model = model_config_from_options(str(target.resolve()), options)
         else:
-            location, base = _service_model(env, str(target), stacks_dir, model_path, bucket)
-            model = model_config_from_options(location, options, base)
+            location, settings = _service_model(env, str(target), stacks_dir, model_path, bucket)
+            model = model_config_from_options(location, options, settings)
         tokens = tokens_from_environment(token_file=options["auth_token_file"])
         config = server_config_from_options(
             ServerConfig(models=(model,), auth_tokens=tokens), options
@@ -162,6 +205,21 @@ def serve(
     except ListenError as exc:
         raise PortUnavailableError(str(exc)) from None
     chosen = image if image is not None else image_for_device(model.device)
+    if docker:
+        raise typer.Exit(
+            _serve_in_docker(
+                chosen,
+                model,
+                config,
+                options,
+                target if env is None else model_path,
+                context,
+                sources,
+                tuple(pip_packages or ())
+                if env is None
+                else _service_packages(env, str(target), stacks_dir),
+            )
+        )
     with tempfile.TemporaryDirectory(prefix="fermion-serve-") as scratch:
         folder = context if context is not None else Path(scratch) / "context"
         rendered = render(chosen, model, folder)
@@ -169,6 +227,64 @@ def serve(
         out.print(f"fermion serve: {shown} in the {chosen} context {rendered.tag} ...")
         code = _run(rendered.path, config, to_argv(options, scope="server"))
     raise typer.Exit(code)
+
+
+def _serve_in_docker(
+    image: str,
+    model: ModelConfig,
+    config: ServerConfig,
+    options: ServerOptionValues,
+    local_model: Path | None,
+    context: Path | None,
+    sources: BuildSources,
+    pip_packages: tuple[str, ...],
+) -> int:
+    """Serve `model` from its runtime image: the model mounted (or fetched from its URI), the
+    port and server options given here; everything else as the image has it."""
+    from dataclasses import replace
+
+    from fermion.cli import docker_run
+    from fermion.runtime_images.render import MODEL_URI_VARIABLE, render
+    from fermion.runtime_images.server.options import to_argv
+
+    source = (
+        docker_run.ModelSource(local=local_model.resolve())
+        if local_model is not None
+        else docker_run.ModelSource(uri=model.path)
+    )
+    # The image holds the model's settings with its location left to the deployment, as a
+    # service's image does; the pod (here: docker run) says where the model is.
+    in_image = replace(model, path=f"${{{MODEL_URI_VARIABLE}}}")
+    token_file = options["auth_token_file"]
+    server_options = {**options, "host": config.host, "port": config.port, "auth_token_file": None}
+    with tempfile.TemporaryDirectory(prefix="fermion-serve-") as scratch:
+        folder = context if context is not None else Path(scratch) / "context"
+        rendered = render(
+            image,
+            in_image,
+            folder,
+            pip_packages=pip_packages,
+            base=sources.base,
+            dockerfile_syntax=sources.dockerfile_syntax,
+        )
+        built = docker_run.image_for(rendered, sources, Path(scratch))
+        argv = docker_run.run_command(
+            built,
+            source,
+            to_argv(server_options, scope="server"),
+            token_file=None if token_file is None else Path(token_file),
+            grace_period_s=config.grace_period_s,
+        )
+        out.print(f"fermion serve --docker: {built.reference} ({model.name}) ...", soft_wrap=True)
+        return _supervise(docker_run.start(argv), config)
+
+
+def _service_packages(env: str, service: str, stacks_dir: Path | None) -> tuple[str, ...]:
+    from fermion.cli.stack_target import check_environment
+
+    spec = check_environment(env, stacks_dir).spec
+    found = next((s for s in spec.services if s.name == service), None)
+    return () if found is None else tuple(found.pip_packages)
 
 
 def _service_model(
@@ -196,7 +312,11 @@ def _service_model(
 def _run(folder: Path, config: ServerConfig, server_args: list[str]) -> int:
     command = [sys.executable, "-m", "server", "--config", "serving.json", *server_args]
     # Its own session: a Ctrl-C reaches fermion serve, which passes it on once.
-    process = subprocess.Popen(command, cwd=folder, start_new_session=True)
+    return _supervise(subprocess.Popen(command, cwd=folder, start_new_session=True), config)
+
+
+def _supervise(process: subprocess.Popen[bytes], config: ServerConfig) -> int:
+    """Pass Ctrl-C and SIGTERM on to the server, announce it once ready, and wait for it."""
 
     def forward(sig: int, _frame: object) -> None:
         if process.poll() is None:

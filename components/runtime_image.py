@@ -9,7 +9,14 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
-from fermion.runtime_images.render import render
+from fermion.runtime_images.catalog import load_image
+from fermion.runtime_images.render import (
+    CA_BUNDLE_SECRET,
+    PIP_CONFIG_SECRET,
+    PipSources,
+    ca_bundle_secret,
+    render,
+)
 from fermion.runtime_images.server.config import ModelConfig
 
 # Relative to the program's working folder: Pulumi runs the program from the project.
@@ -23,6 +30,12 @@ class RuntimeImageArgs:
     `repository_url` is the ECR repository (`<account>.dkr.ecr.<region>.amazonaws.com/<name>`);
     `registry_id`, its account, picks the credentials. The build context is rendered into
     `context_dir`, which must be a folder this program may rewrite.
+
+    For a builder behind a proxy or with no internet: `base` replaces the catalog's base image
+    (else $FERMION_BASE_<IMAGE>); `pip_sources` names the package mirror or wheel pages pip
+    uses instead of PyPI and the torch index; `ca_bundle_pem` adds certificates (PEM text) that
+    pip trusts. Both reach the build as BuildKit secrets, never a layer or build argument.
+    `dockerfile_syntax` adds a `# syntax=` line (the default is the builder's own frontend).
     """
 
     image: str
@@ -35,6 +48,10 @@ class RuntimeImageArgs:
     platform: str = "linux/amd64"
     push: bool = True
     extra_tags: tuple[str, ...] = field(default_factory=tuple)
+    base: str | None = None
+    pip_sources: PipSources | None = None
+    ca_bundle_pem: str | None = None
+    dockerfile_syntax: str | None = None
 
 
 class RuntimeImage(pulumi.ComponentResource):
@@ -61,7 +78,17 @@ class RuntimeImage(pulumi.ComponentResource):
             args.context_dir / name,
             template_dir=args.template_dir,
             pip_packages=args.pip_packages,
+            base=args.base,
+            dockerfile_syntax=args.dockerfile_syntax,
         )
+        sources = args.pip_sources if args.pip_sources is not None else PipSources()
+        secrets: dict[str, pulumi.Input[str]] = {}
+        if sources.names_sources or args.ca_bundle_pem is not None:
+            config = sources.pip_config(ca_bundle=args.ca_bundle_pem is not None)
+            secrets[PIP_CONFIG_SECRET] = pulumi.Output.secret(config)
+        if args.ca_bundle_pem is not None:
+            bundle = ca_bundle_secret(args.ca_bundle_pem.encode()).decode()
+            secrets[CA_BUNDLE_SECRET] = pulumi.Output.secret(bundle)
         self.tag = context.tag
         self.context_path = str(context.path)
         repository = pulumi.Output.from_input(args.repository_url)
@@ -75,6 +102,8 @@ class RuntimeImage(pulumi.ComponentResource):
             context=docker_build.BuildContextArgs(location=self.context_path),
             dockerfile=docker_build.DockerfileArgs(location=str(context.path / "Dockerfile")),
             platforms=[docker_build.Platform(args.platform)],
+            build_args=sources.build_args(load_image(args.image)),
+            secrets=secrets or None,
             tags=tags,
             push=args.push,
             # A preview shows the tag that would change; building CUDA images waits for `up`.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,18 @@ class ImageSpec(_Strict):
     def needs_apt_python(self) -> bool:
         """The base has no CPython of its own; it comes from the distribution's packages."""
         return "python3" in self.apt_packages
+
+
+def base_variable(name: str) -> str:
+    """The environment variable that overrides an image's base: FERMION_BASE_TORCH_CPU."""
+    return "FERMION_BASE_" + name.upper().replace("-", "_")
+
+
+def base_override(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The base image that $FERMION_BASE_<IMAGE> puts in place of the catalog's, if any: an
+    air-gapped site points every build of that image at its own registry's copy."""
+    value = (os.environ if environ is None else environ).get(base_variable(name), "").strip()
+    return value or None
 
 
 def image_names(catalog_dir: Path = CATALOG_DIR) -> list[str]:

@@ -19,7 +19,7 @@ import jinja2
 
 import fermion.templates
 from fermion.environments.errors import FermionError
-from fermion.runtime_images.catalog import ImageSpec, load_image
+from fermion.runtime_images.catalog import ImageSpec, base_override, load_image
 from fermion.runtime_images.server.config import (
     DEFAULT_GRACE_PERIOD_S,
     ModelConfig,
@@ -33,6 +33,13 @@ SERVER_DIR = Path(__file__).with_name("server")
 TEMPLATE_DIR = Path(fermion.templates.__file__).parent
 MODEL_URI_VARIABLE = "FERMION_MODEL_URI"
 TAG_LENGTH = 16
+# BuildKit secrets the Dockerfile mounts while pip installs: pip's sources (a pip.conf) and a CA
+# bundle. They are read during that one step and land in no layer of the image.
+PIP_CONFIG_SECRET = "pip-config"
+CA_BUNDLE_SECRET = "pip-ca-bundle"
+# The build argument that holds the catalog's torch index; empty when the build names its own
+# package sources, so that pip looks nowhere else (an air-gapped build cannot reach it).
+TORCH_INDEX_ARG = "FERMION_TORCH_INDEX_URL"
 
 
 class OutputFolderError(FermionError):
@@ -47,8 +54,8 @@ class TemplateError(FermionError):
 
     def __init__(self, template: str, problem: str) -> None:
         super().__init__(
-            f"template {template}: {problem}. Fix the template (variables: image, model, "
-            "server, baked_model)"
+            f"template {template}: {problem}. Fix the template (variables: image, base, model, "
+            "server, baked_model, pip_packages, dockerfile_syntax, secrets, torch_index_arg)"
         )
 
 
@@ -58,6 +65,78 @@ class TemplateFolderError(FermionError):
 
     def __init__(self, folder: Path, problem: str) -> None:
         super().__init__(f"template folder {folder}: {problem}")
+
+
+@dataclass(frozen=True)
+class BaseReference:
+    """The image a Dockerfile starts FROM: the catalog's pinned base, or an override."""
+
+    reference: str
+    name: str
+    digest: str | None
+
+    @classmethod
+    def parse(cls, reference: str) -> BaseReference:
+        name, _, digest = reference.partition("@")
+        if not name or any(c.isspace() for c in reference):
+            raise BaseImageError(reference)
+        return cls(reference, name, digest or None)
+
+
+class BaseImageError(FermionError):
+    """A base image reference that a Dockerfile cannot start FROM."""
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(
+            f"base image {reference!r} is not an image reference; give NAME[:TAG][@sha256:...], "
+            "such as registry.example.com/python:3.11-slim-bookworm"
+        )
+
+
+@dataclass(frozen=True)
+class PipSources:
+    """Where pip finds packages during a build, and the CA bundle it trusts there.
+
+    Given any index, extra index or find-links, pip uses exactly those (and PyPI only where no
+    index_url replaces it) instead of the catalog's torch index. The build receives them as the
+    BuildKit secret `pip-config`, a pip.conf, so that no layer and no image history holds them:
+    mirror URLs often carry credentials. The URLs must be reachable from the build.
+    """
+
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+
+    @property
+    def names_sources(self) -> bool:
+        return self.index_url is not None or bool(self.extra_index_urls or self.find_links)
+
+    def pip_config(self, *, ca_bundle: bool) -> str:
+        """The pip.conf the build's pip reads; with `ca_bundle`, it trusts the mounted bundle."""
+        lines = ["[global]"]
+        if self.index_url is not None:
+            lines.append(f"index-url = {self.index_url}")
+        if self.extra_index_urls:
+            lines.append(f"extra-index-url = {' '.join(self.extra_index_urls)}")
+        if self.find_links:
+            lines.append(f"find-links = {' '.join(self.find_links)}")
+        if ca_bundle:
+            lines.append(f"cert = /run/secrets/{CA_BUNDLE_SECRET}")
+        return "\n".join(lines) + "\n"
+
+    def build_args(self, image: ImageSpec) -> dict[str, str]:
+        """Build arguments: the catalog's torch index, unless these sources replace it."""
+        return {TORCH_INDEX_ARG: "" if self.names_sources else image.torch.index_url}
+
+
+def ca_bundle_secret(extra: bytes) -> bytes:
+    """The CA bundle a build's pip trusts: the public roots (certifi's, which pip trusts by
+    default) and `extra` (a TLS proxy's CA, say), since pip's `cert` replaces its list."""
+    try:
+        import certifi
+    except ImportError:  # pip itself vendors certifi; without it, only `extra` is trusted
+        return extra
+    return Path(certifi.where()).read_bytes() + b"\n" + extra
 
 
 @dataclass(frozen=True)
@@ -146,6 +225,8 @@ def render(
     bake_model: Path | None = None,
     grace_period_s: float = DEFAULT_GRACE_PERIOD_S,
     pip_packages: tuple[str, ...] = (),
+    base: str | None = None,
+    dockerfile_syntax: str | None = None,
 ) -> RenderedContext:
     """Write the build context for serving `model` on `image` into `out_dir` (emptied first).
 
@@ -155,8 +236,21 @@ def render(
     Templates in `template_dir` override or extend fermion's own; every other file there (a CA
     certificate that a Dockerfile.j2 COPYs, say) is copied into the context as it is, at the
     same path, and counts in the tag.
+
+    `base` replaces the catalog's pinned base image (a copy in your own registry, say); without
+    it, $FERMION_BASE_<IMAGE> does (FERMION_BASE_TORCH_CPU for torch-cpu), else the catalog's.
+    `dockerfile_syntax` adds a `# syntax=` line, which makes BuildKit pull that frontend image;
+    without it the engine's built-in frontend builds the Dockerfile, with no registry needed.
     """
     spec = load_image(image) if isinstance(image, str) else image
+    chosen_base = base if base is not None else base_override(spec.name)
+    base_ref = (
+        BaseReference.parse(chosen_base)
+        if chosen_base is not None
+        else BaseReference(
+            spec.base.reference, f"{spec.base.image}:{spec.base.tag}", spec.base.digest
+        )
+    )
     if bake_model is not None:
         if not bake_model.exists():
             raise TemplateError("model", f"{bake_model} does not exist")
@@ -173,6 +267,10 @@ def render(
         "baked_model": bake_model is not None,
         "server": {"grace_period_s": grace_period_s},
         "pip_packages": (*spec.pip_packages, *pip_packages),
+        "base": base_ref,
+        "dockerfile_syntax": dockerfile_syntax,
+        "secrets": {"pip_config": PIP_CONFIG_SECRET, "ca_bundle": CA_BUNDLE_SECRET},
+        "torch_index_arg": TORCH_INDEX_ARG,
     }
     files: dict[str, bytes] = {
         "Dockerfile": _render_template(env, "Dockerfile.j2", variables).encode(),

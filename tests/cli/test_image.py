@@ -124,6 +124,7 @@ case "$1" in
   info) {"echo 20.10.24" if engine else "echo 'Cannot connect to the Docker daemon' >&2; exit 1"} ;;
   buildx) {"exit 0" if buildx else "echo 'docker: unknown command: docker buildx' >&2; exit 1"} ;;
   build) exit 0 ;;
+  image) echo '[{{"Id": "sha256:0", "Size": 1000000}}]' ;;
 esac
 """
     )
@@ -152,6 +153,8 @@ def test_build_uses_buildx_where_the_client_has_it(
     (build,) = _builds(log)
     assert build.startswith(f"{docker} buildx build --tag fermion-local:")
     assert " --load " in build
+    # The engine may have no bridge: every build runs on the host network.
+    assert " --network host " in build and " --allow network.host " in build
 
 
 def test_build_without_buildx_uses_an_older_client_that_drives_buildkit_itself(

@@ -56,7 +56,12 @@ def test_builds_and_pushes_the_rendered_context(mocks: Recorder, tmp_path: Path)
     assert inputs["platforms"] == ["linux/amd64"]
     context = Path(inputs["context"]["location"])
     assert context == tmp_path / "contexts" / "classifier"
-    assert (context / "Dockerfile").read_text().startswith("# syntax=docker/dockerfile")
+    # No `# syntax=` line: the builder's own frontend, with no frontend image to pull.
+    assert not (context / "Dockerfile").read_text().startswith("# syntax=")
+    assert inputs["buildArgs"] == {
+        "FERMION_TORCH_INDEX_URL": "https://download.pytorch.org/whl/cu128"
+    }
+    assert "secrets" not in inputs
     assert inputs["dockerfile"]["location"] == str(context / "Dockerfile")
     (registry,) = inputs["registries"]
     assert registry["address"] == REPO.split("/")[0]
@@ -90,3 +95,36 @@ def test_children_are_parented_to_the_component(mocks: Recorder, tmp_path: Path)
     urn = resolve(component.image.urn)
     assert "fermion:index:RuntimeImage$docker-build:index:Image::classifier" in urn
     assert resolve(component.urn).endswith("fermion:index:RuntimeImage::classifier")
+
+
+def test_an_air_gapped_build_gets_its_base_and_sources_as_secrets(
+    mocks: Recorder, tmp_path: Path
+) -> None:
+    from fermion.runtime_images.render import PipSources
+
+    _mock_registry(mocks)
+    mirror = "https://ci:token@mirror.example.com/pypi/simple/"
+    component = RuntimeImage(
+        "classifier",
+        _args(
+            tmp_path,
+            image="torch-cpu",
+            base="registry.example.com/python:3.11-slim-bookworm",
+            pip_sources=PipSources(index_url=mirror),
+            ca_bundle_pem="-----BEGIN CERTIFICATE-----\nproxy\n-----END CERTIFICATE-----\n",
+            dockerfile_syntax="registry.example.com/docker/dockerfile:1.7",
+        ),
+    )
+    assert resolve(component.image_ref) == f"{REPO}@{DIGEST}"
+    (image,) = mocks.of_type("docker-build:index:Image")
+    inputs = image.inputs
+    dockerfile = (Path(component.context_path) / "Dockerfile").read_text()
+    assert dockerfile.startswith("# syntax=registry.example.com/docker/dockerfile:1.7\n")
+    assert "FROM registry.example.com/python:3.11-slim-bookworm AS runtime" in dockerfile
+    # The mirror replaces the catalog's torch index, and reaches the build only as a secret.
+    assert inputs["buildArgs"] == {"FERMION_TORCH_INDEX_URL": ""}
+    secrets = inputs["secrets"]["value"]  # the engine keeps them as a secret
+    assert f"index-url = {mirror}" in secrets["pip-config"]
+    assert "cert = /run/secrets/pip-ca-bundle" in secrets["pip-config"]
+    assert secrets["pip-ca-bundle"].endswith("proxy\n-----END CERTIFICATE-----\n")
+    assert mirror not in dockerfile and mirror not in str(inputs["buildArgs"])

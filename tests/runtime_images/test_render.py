@@ -77,9 +77,9 @@ def test_cpu_and_cuda_pick_their_base_and_torch_index(tmp_path: Path) -> None:
     cpu = (render("torch-cpu", config, tmp_path / "cpu").path / "Dockerfile").read_text()
     cuda = (render("torch-cuda12", config, tmp_path / "cuda").path / "Dockerfile").read_text()
     assert f"FROM {load_image('torch-cpu').base.reference} AS builder" in cpu
-    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in cpu
+    assert "ARG FERMION_TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in cpu
     assert "FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04@sha256:" in cuda
-    assert "--extra-index-url https://download.pytorch.org/whl/cu128" in cuda
+    assert "ARG FERMION_TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128" in cuda
     assert "python3-venv" in cuda and "python3-venv" not in cpu
     for text in (cpu, cuda):
         # dependencies come before code, the user is not root, tini is PID 1
