@@ -19,6 +19,7 @@ from fermion.components.network import Network, NetworkArgs
 from fermion.components.platform import Platform, PlatformArgs
 from fermion.components.runtime_image import RuntimeImage, RuntimeImageArgs
 from fermion.components.system_node_group import SystemNodeGroup, SystemNodeGroupArgs
+from fermion.components.tenant import Tenant, TenantArgs, TenantQuota
 
 __all__ = [
     "Cluster",
@@ -43,4 +44,7 @@ __all__ = [
     "RuntimeImageArgs",
     "SystemNodeGroup",
     "SystemNodeGroupArgs",
+    "Tenant",
+    "TenantArgs",
+    "TenantQuota",
 ]

@@ -8,6 +8,7 @@ so are not tied to one cluster's OIDC issuer (IRSA stays available as an option)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -75,8 +76,9 @@ class Cluster(pulumi.ComponentResource):
     """An EKS cluster: control plane, system node group, managed add-ons, admin access.
 
     Outputs: `cluster_name`, `endpoint`, `certificate_authority`, `kubeconfig` (secret),
-    `oidc_provider_arn` (with IRSA), `provider`, a pulumi-kubernetes Provider for the
-    cluster, and `core`, what node pools, add-ons and services take to run on it.
+    `oidc_provider_arn` and `oidc_issuer` (with IRSA), `provider`, a pulumi-kubernetes
+    Provider for the cluster, and `core`, what node pools, add-ons and services take to run on
+    it.
     """
 
     cluster: aws.eks.Cluster
@@ -84,6 +86,7 @@ class Cluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
     oidc_provider_arn: pulumi.Output[str] | None
+    oidc_issuer: pulumi.Output[str] | None
     core: ClusterCore
 
     def __init__(
@@ -152,6 +155,7 @@ class Cluster(pulumi.ComponentResource):
             )
 
         self.oidc_provider_arn = None
+        self.oidc_issuer = None
         if args.irsa:
             issuer = self.cluster.identities.apply(lambda ids: str(ids[0]["oidcs"][0]["issuer"]))
             oidc = aws.iam.OpenIdConnectProvider(
@@ -162,6 +166,7 @@ class Cluster(pulumi.ComponentResource):
                 opts=child,
             )
             self.oidc_provider_arn = oidc.arn
+            self.oidc_issuer = issuer
 
         region = args.region
         if region is None:
@@ -202,6 +207,10 @@ class Cluster(pulumi.ComponentResource):
                 opts=pulumi.InvokeOutputOptions(parent=self),
             ).version
             associations = None
+            configuration = None
+            if addon == "vpc-cni":
+                # Without it, NetworkPolicies are accepted and never enforced.
+                configuration = json.dumps({"enableNetworkPolicy": "true"})
             if addon == "aws-ebs-csi-driver":
                 associations = [
                     aws.eks.AddonPodIdentityAssociationArgs(
@@ -218,6 +227,7 @@ class Cluster(pulumi.ComponentResource):
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="OVERWRITE",
                 pod_identity_associations=associations,
+                configuration_values=configuration,
                 tags=tags,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster, *after]),
             )
@@ -228,6 +238,7 @@ class Cluster(pulumi.ComponentResource):
                 "endpoint": self.cluster.endpoint,
                 "kubeconfig": self.kubeconfig,
                 "oidc_provider_arn": self.oidc_provider_arn,
+                "oidc_issuer": self.oidc_issuer,
             }
         )
 

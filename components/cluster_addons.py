@@ -65,11 +65,18 @@ GPU_NODE_LABEL = "fermion.dev/gpu-model"
 AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
 LBC_SERVICE_ACCOUNT = "aws-load-balancer-controller"
 _INTERCEPTOR_PROXY = "interceptor-proxy"
-_INTERCEPTOR_PORT = 8080
+INTERCEPTOR_PORT = 8080
 # The HTTP add-on's chart names the proxy's Service `keda-add-ons-http-<interceptor.proxy.service>`.
-INTERCEPTOR_SERVICE = (
-    f"keda-add-ons-http-{_INTERCEPTOR_PROXY}.{KEDA_NAMESPACE}.svc.cluster.local:{_INTERCEPTOR_PORT}"
-)
+INTERCEPTOR_PROXY_SERVICE = f"keda-add-ons-http-{_INTERCEPTOR_PROXY}"
+INTERCEPTOR_HOST = f"{INTERCEPTOR_PROXY_SERVICE}.{KEDA_NAMESPACE}.svc.cluster.local"
+INTERCEPTOR_SERVICE = f"{INTERCEPTOR_HOST}:{INTERCEPTOR_PORT}"
+_HTTP_ADD_ON_RELEASE = "keda-http-add-on"
+# The labels the chart (0.14.1, templates/interceptor/deployment.yaml) puts on interceptor pods.
+INTERCEPTOR_POD_LABELS = {
+    "app.kubernetes.io/component": "interceptor",
+    "app.kubernetes.io/name": "http-add-on",
+    "app.kubernetes.io/instance": _HTTP_ADD_ON_RELEASE,
+}
 # The controller's docs/install/iam_policy.json at the pinned release (v3.4.2), unchanged.
 _LBC_POLICY = Path(__file__).with_name("aws_load_balancer_controller_iam_policy.json")
 
@@ -204,7 +211,7 @@ class ClusterAddons(pulumi.ComponentResource):
         self.releases = {}
         self.keda_namespace = KEDA_NAMESPACE
         self.interceptor_service = INTERCEPTOR_SERVICE
-        proxy = {"service": _INTERCEPTOR_PROXY, "port": _INTERCEPTOR_PORT}
+        proxy = {"service": _INTERCEPTOR_PROXY, "port": INTERCEPTOR_PORT}
 
         if args.gpu:
             nvidia = [self._namespace(NVIDIA_NAMESPACE)]

@@ -7,6 +7,7 @@ outputs) passed beside it. `Platform` composes with them.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pulumi
@@ -20,7 +21,8 @@ from fermion.components.inference_service import InferenceServiceArgs
 from fermion.components.model_store import ModelStoreArgs
 from fermion.components.network import NetworkArgs
 from fermion.components.runtime_image import RuntimeImageArgs
-from fermion.environments.sections import NodePoolSpec, ServiceSpec
+from fermion.components.tenant import TenantArgs, TenantQuota
+from fermion.environments.sections import NodePoolSpec, ServiceSpec, TenantSpec
 from fermion.environments.spec import EnvironmentSpec
 from fermion.runtime_images.catalog import load_image
 from fermion.runtime_images.render import model_config
@@ -139,6 +141,23 @@ def image_registry_args(spec: EnvironmentSpec) -> ImageRegistryArgs:
     )
 
 
+def tenant_args(spec: EnvironmentSpec, tenant: TenantSpec, cluster: ClusterCore) -> TenantArgs:
+    """One of the tenants in effect (`spec.tenants_in_effect`): its namespace and quota."""
+    quota = tenant.quota
+    return TenantArgs(
+        name=tenant.name,
+        namespace=tenant.namespace_name,
+        quota=TenantQuota(
+            gpus=quota.gpus,
+            cpu_millicores=math.ceil(quota.cpu * 1000 - 1e-6),
+            memory_mib=math.ceil(quota.memory_gib * 1024 - 1e-6),
+            pods=quota.pods,
+        ),
+        cluster=cluster,
+        labels={ENVIRONMENT_TAG: spec.name},
+    )
+
+
 def runtime_image_args(
     spec: EnvironmentSpec,
     service: ServiceSpec,
@@ -164,7 +183,6 @@ def inference_service_args(
     image: pulumi.Input[str],
     model_uri: pulumi.Input[str],
     model_policy: pulumi.Input[str],
-    namespace: str,
     interceptor_service: str,
 ) -> InferenceServiceArgs:
     """One of the `services`, running `image` (built from its runtime image) and reading its
@@ -176,7 +194,7 @@ def inference_service_args(
         cluster=cluster,
         model_uri=model_uri,
         model_policy=model_policy,
-        namespace=namespace,
+        namespace=spec.namespace_of(service),
         port=load_image(spec.image_for(service)).port,
         min_replicas=service.replicas.min,
         max_replicas=service.replicas.max,
@@ -186,7 +204,12 @@ def inference_service_args(
         scale_down_delay_s=service.autoscaling.scale_down_delay_s,
         timeout_s=service.timeout_s,
         env=service.env,
+        auth=service.auth == "token",
+        token_generations=(service.tokens.primary, service.tokens.secondary),
         public=service.public,
+        hostname=service.hostname,
+        certificate_arn=service.certificate_arn,
+        allowed_cidrs=tuple(str(block) for block in service.allowed_cidrs),
         interceptor_service=interceptor_service,
         tags=environment_tags(spec),
     )

@@ -1,9 +1,11 @@
 """InferenceService: a service's runtime image running on its shape, scaled by KEDA.
 
-Requests reach the replicas through the KEDA HTTP add-on's interceptor, which routes by path
-(`/v2/models/<name>/...`, the Open Inference Protocol's own prefix), counts requests for the
-autoscaler, and holds them while a service scaled to zero starts a replica. Each service reads
-its model with its own AWS role (EKS Pod Identity), limited to its own prefix.
+Requests reach the replicas through the KEDA HTTP add-on's interceptor, which routes by host
+and path (`/v2/models/<name>/...`, the Open Inference Protocol's own prefix), counts requests for
+the autoscaler, and holds them while a service scaled to zero starts a replica. A public
+service's load balancer sends its traffic through the interceptor too. Requests need one of the
+service's two bearer tokens. Each service reads its model with its own AWS role (EKS Pod
+Identity), limited to its own prefix.
 """
 
 from __future__ import annotations
@@ -15,23 +17,31 @@ from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from fermion.components.cluster import pod_identity
-from fermion.components.cluster_addons import INTERCEPTOR_SERVICE
+from fermion.components.cluster_addons import INTERCEPTOR_HOST, INTERCEPTOR_SERVICE, KEDA_NAMESPACE
 from fermion.components.cluster_core import ClusterCore
 from fermion.components.node_group import GPU_TAINT_KEY
+from fermion.components.service_access import (
+    DEFAULT_METRICS_NAMESPACES,
+    TOKEN_FILE,
+    TOKEN_FILE_VARIABLE,
+    TOKEN_LENGTH,
+    TOKENS_CHECKSUM_ANNOTATION,
+    TOKENS_DIR,
+    TOKENS_KEY,
+    ingress_policy_spec,
+    public_ingress_annotations,
+    public_ingress_spec,
+    token_file_text,
+    tokens_checksum,
+)
 from fermion.environments.errors import FermionError
 from fermion.environments.shapes import Shape
 from fermion.runtime_images.render import MODEL_URI_VARIABLE
 from fermion.runtime_images.server.config import DEFAULT_GRACE_PERIOD_S
 
-_NLB = "service.beta.kubernetes.io/aws-load-balancer"
-# An internet-facing NLB (AWS Load Balancer Controller) that sends traffic to pod IPs.
-_NLB_ANNOTATIONS = {
-    f"{_NLB}-type": "external",
-    f"{_NLB}-nlb-target-type": "ip",
-    f"{_NLB}-scheme": "internet-facing",
-}
 # Endpoints leave the load balancers' targets before a replica stops taking requests.
 PRE_STOP_SECONDS = 5
 # After its drain, the server needs a moment to exit before the kubelet kills it.
@@ -52,10 +62,15 @@ class InferenceServiceArgs:
     `cluster` is `Cluster.core` or `ExistingCluster.core`. `model_uri` is where the server
     loads the model from (it becomes ${FERMION_MODEL_URI}); `model_policy` is the IAM policy
     (JSON) its pods get to read it, typically `ModelStore.read_only_policy(name)`.
-    `grace_period_s` must match the image's serving config, whose default
-    (`DEFAULT_GRACE_PERIOD_S`) it shares: the pod gets that long, plus the pre-stop pause and
-    a margin, to drain and exit. `cold_start_timeout_s` is how long the interceptor holds a
-    request while a service at zero starts a replica. The `namespace` must exist.
+    With `auth` (the default) requests need a bearer token: two are made, both valid at once;
+    raising one of `token_generations` replaces that token. A `public` service is served over
+    HTTPS at `hostname`, with the ACM certificate `certificate_arn`, to `allowed_cidrs` (any
+    address when empty), through an ALB in front of the interceptor; it needs the AWS Load
+    Balancer Controller, and `auth`. `grace_period_s` must match the image's serving config,
+    whose default (`DEFAULT_GRACE_PERIOD_S`) it shares: the pod gets that long, plus the
+    pre-stop pause and a margin, to drain and exit. `cold_start_timeout_s` is how long the
+    interceptor holds a request while a service at zero starts a replica. The `namespace` must
+    exist (a `Tenant` makes one); `metrics_namespaces` are those whose pods may scrape /metrics.
     """
 
     name: str
@@ -75,7 +90,13 @@ class InferenceServiceArgs:
     cold_start_timeout_s: int = 600
     grace_period_s: float = DEFAULT_GRACE_PERIOD_S
     env: Mapping[str, str] = field(default_factory=dict)
+    auth: bool = True
+    token_generations: tuple[int, int] = (1, 1)
     public: bool = False
+    hostname: str | None = None
+    certificate_arn: str | None = None
+    allowed_cidrs: tuple[str, ...] = ()
+    metrics_namespaces: tuple[str, ...] = DEFAULT_METRICS_NAMESPACES
     interceptor_service: str = INTERCEPTOR_SERVICE
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -86,31 +107,42 @@ class InferenceServiceArgs:
                 f"replicas {self.min_replicas}..{self.max_replicas} are not a range",
                 "Use 0 <= min_replicas <= max_replicas, with max_replicas at least 1",
             )
-        if self.public and self.min_replicas < 1:
+        if self.public and (self.hostname is None or self.certificate_arn is None):
             raise ServiceArgsError(
                 self.name,
-                "a public service is reached straight through its load balancer and cannot "
-                "scale to zero",
-                "Set min_replicas to 1 or more",
+                "a public service is served over TLS only, for its own hostname",
+                "Pass hostname and certificate_arn (an ACM certificate for it)",
             )
-        if MODEL_URI_VARIABLE in self.env:
+        if self.public and not self.auth:
             raise ServiceArgsError(
                 self.name,
-                f"env sets {MODEL_URI_VARIABLE}, which model_uri owns",
-                "Pass the location as model_uri",
+                "a public service must check bearer tokens",
+                "Leave auth on, or make the service private",
             )
+        for variable in (MODEL_URI_VARIABLE, TOKEN_FILE_VARIABLE):
+            if variable in self.env:
+                raise ServiceArgsError(
+                    self.name,
+                    f"env sets {variable}, which the component owns",
+                    "Pass the model as model_uri, and leave tokens to auth",
+                )
 
 
 class InferenceService(pulumi.ComponentResource):
     """A Deployment of the model server with its Service, service account, AWS role,
-    disruption budget and KEDA HTTPScaledObject (and an NLB when public).
+    disruption budget, NetworkPolicy, token Secret and KEDA HTTPScaledObject (and an HTTPS
+    Ingress when public).
 
-    Outputs: `endpoint` (the in-cluster URL of the model's V2 API, through the interceptor)
-    and `public_endpoint` (the load balancer's URL, for public services; else None).
+    Outputs: `endpoint` (the in-cluster URL of the model's V2 API, through the interceptor),
+    `public_endpoint` (its HTTPS URL, for public services; else None), `load_balancer` (the
+    ALB's DNS name, where the hostname's DNS record points; else None) and `tokens` (secret:
+    the two valid bearer tokens; empty without auth).
     """
 
     endpoint: str
-    public_endpoint: pulumi.Output[str] | None
+    public_endpoint: str | None
+    load_balancer: pulumi.Output[str] | None
+    tokens: pulumi.Output[list[str]]
 
     def __init__(
         self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None
@@ -143,14 +175,50 @@ class InferenceService(pulumi.ComponentResource):
                 self,
             )
 
+        before_pods: list[pulumi.Resource] = [account, *reads_model]
+        self.tokens = pulumi.Output.secret([])
+        checksum: pulumi.Input[str] | None = None
+        if args.auth:
+            self.tokens = pulumi.Output.all(
+                *(
+                    random.RandomPassword(
+                        f"{name}-token-{slot}",
+                        length=TOKEN_LENGTH,
+                        special=False,
+                        # A new generation replaces this slot's token, and only this one.
+                        keepers={"generation": str(generation)},
+                        opts=pulumi.ResourceOptions(parent=self),
+                    ).result
+                    for slot, generation in zip(
+                        ("primary", "secondary"), args.token_generations, strict=True
+                    )
+                )
+            ).apply(list)
+            before_pods.append(
+                k8s.core.v1.Secret(
+                    f"{name}-tokens",
+                    metadata=meta(f"{service}-tokens"),
+                    type="Opaque",
+                    string_data={TOKENS_KEY: self.tokens.apply(token_file_text)},
+                    opts=k8s_opts,
+                )
+            )
+            checksum = pulumi.Output.unsecret(self.tokens.apply(tokens_checksum))
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=meta(service),
-            spec=_deployment_spec(args, labels, selector),
-            # The server fetches its model at start: its role must be usable by then.
+            spec=_deployment_spec(args, labels, selector, checksum),
+            # The server fetches its model at start: its role must be usable by then, and so
+            # must its tokens.
             opts=pulumi.ResourceOptions(
-                parent=self, provider=args.cluster.provider, depends_on=[account, *reads_model]
+                parent=self, provider=args.cluster.provider, depends_on=before_pods
             ),
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-ingress",
+            metadata=meta(f"{service}-ingress"),
+            spec=_manifest(ingress_policy_spec(selector, args.port, args.metrics_namespaces)),
+            opts=k8s_opts,
         )
         self.service = k8s.core.v1.Service(
             f"{name}-service",
@@ -182,36 +250,49 @@ class InferenceService(pulumi.ComponentResource):
                 depends_on=[self.deployment, self.service],
             ),
         )
-        self.endpoint = f"http://{args.interceptor_service}/v2/models/{service}"
+        self.endpoint = f"http://{args.interceptor_service}{model_path(service)}"
         self.public_endpoint = None
-        if args.public:
-            balancer = k8s.core.v1.Service(
+        self.load_balancer = None
+        if args.public and args.hostname is not None and args.certificate_arn is not None:
+            # An Ingress's backend is a Service of its own namespace: the interceptor's.
+            ingress = k8s.networking.v1.Ingress(
                 f"{name}-public",
                 metadata=_manifest(
                     {
-                        **meta(f"{service}-public"),
-                        "annotations": _NLB_ANNOTATIONS,
+                        "name": f"{service}-public",
+                        "namespace": KEDA_NAMESPACE,
+                        "labels": labels,
+                        "annotations": public_ingress_annotations(
+                            args.certificate_arn, args.allowed_cidrs, args.tags
+                        ),
                     }
                 ),
-                spec=_manifest(
-                    {
-                        "type": "LoadBalancer",
-                        "selector": selector,
-                        "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-                    }
+                spec=_manifest(public_ingress_spec(args.hostname, model_path(service))),
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=args.cluster.provider, depends_on=[self.scaler]
                 ),
-                opts=k8s_opts,
             )
-            self.public_endpoint = balancer.status.apply(
-                lambda status: f"http://{_hostname(status)}/v2/models/{service}"
-            )
-        self.register_outputs({"endpoint": self.endpoint, "public_endpoint": self.public_endpoint})
+            self.public_endpoint = f"https://{args.hostname}{model_path(service)}"
+            self.load_balancer = ingress.status.apply(_hostname)
+        self.register_outputs(
+            {
+                "endpoint": self.endpoint,
+                "public_endpoint": self.public_endpoint,
+                "load_balancer": self.load_balancer,
+                "tokens": self.tokens,
+            }
+        )
 
 
 def termination_grace_period_s(grace_period_s: float) -> int:
     """How long Kubernetes lets a replica's pod stop: the pre-stop pause, then the server's
     drain (`grace_period_s`), then a margin for it to exit."""
     return PRE_STOP_SECONDS + math.ceil(grace_period_s) + EXIT_MARGIN_SECONDS
+
+
+def model_path(service: str) -> str:
+    """The prefix of every V2 call for a model."""
+    return f"/v2/models/{service}"
 
 
 def http_scaled_object_spec(args: InferenceServiceArgs) -> dict[str, Any]:
@@ -222,10 +303,15 @@ def http_scaled_object_spec(args: InferenceServiceArgs) -> dict[str, Any]:
         metric = {"requestRate": {"targetValue": target, "window": "1m", "granularity": "1s"}}
     else:
         metric = {"concurrency": {"targetValue": target}}
+    # In the cluster, callers address the interceptor's Service; from the internet, the ALB
+    # passes the public hostname along. The interceptor matches hosts without their port.
+    hosts = [INTERCEPTOR_HOST]
+    if args.public and args.hostname is not None:
+        hosts.append(args.hostname)
     return {
-        # Every V2 call for this model starts with its prefix. With no `hosts` the add-on
-        # matches any Host header, so callers need not set one.
-        "pathPrefixes": [f"/v2/models/{args.name}"],
+        "hosts": hosts,
+        # Every V2 call for this model starts with its prefix.
+        "pathPrefixes": [model_path(args.name)],
         "scaleTargetRef": {
             "name": args.name,
             "kind": "Deployment",
@@ -250,7 +336,10 @@ def _manifest(fields: dict[str, Any]) -> Any:
 
 
 def _deployment_spec(
-    args: InferenceServiceArgs, labels: Mapping[str, str], selector: Mapping[str, str]
+    args: InferenceServiceArgs,
+    labels: Mapping[str, str],
+    selector: Mapping[str, str],
+    tokens_checksum: pulumi.Input[str] | None,
 ) -> Any:
     shape = args.shape
     limits: dict[str, str] = {"memory": f"{shape.pod_memory_mib}Mi"}
@@ -259,6 +348,19 @@ def _deployment_spec(
         limits["nvidia.com/gpu"] = str(shape.gpu.count)
         tolerations.append({"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"})
     env = [{"name": MODEL_URI_VARIABLE, "value": args.model_uri}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    annotations: dict[str, Any] = {}
+    if tokens_checksum is not None:
+        env.append({"name": TOKEN_FILE_VARIABLE, "value": TOKEN_FILE})
+        mounts.append({"name": "auth-tokens", "mountPath": TOKENS_DIR, "readOnly": True})
+        volumes.append(
+            {
+                "name": "auth-tokens",
+                "secret": {"secretName": f"{args.name}-tokens", "defaultMode": 0o444},
+            }
+        )
+        annotations[TOKENS_CHECKSUM_ANNOTATION] = tokens_checksum
     env += [{"name": key, "value": value} for key, value in sorted(args.env.items())]
     container = {
         "name": "server",
@@ -275,7 +377,7 @@ def _deployment_spec(
         "readinessProbe": _probe("/v2/health/ready", period=5, failures=2),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         # The image's file system is read-only; the model cache and scratch files go to /tmp.
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": mounts,
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -292,9 +394,11 @@ def _deployment_spec(
             "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
         },
         "template": {
-            "metadata": {"labels": dict(labels)},
+            "metadata": {"labels": dict(labels), "annotations": annotations},
             "spec": {
                 "serviceAccountName": args.name,
+                # The server never calls the Kubernetes API; its AWS role comes by Pod Identity.
+                "automountServiceAccountToken": False,
                 "nodeSelector": {"fermion.dev/shape": shape.name},
                 "tolerations": tolerations,
                 "terminationGracePeriodSeconds": termination_grace_period_s(args.grace_period_s),
@@ -307,7 +411,7 @@ def _deployment_spec(
                     }
                 ],
                 "containers": [container],
-                "volumes": [{"name": "tmp", "emptyDir": {}}],
+                "volumes": volumes,
             },
         },
     }

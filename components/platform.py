@@ -1,9 +1,9 @@
 """Platform: a whole fermion environment, composed from an EnvironmentSpec.
 
-`Network` feeds `Cluster`; the cluster feeds one `GpuNodePool` per pool and `ClusterAddons`;
-`ModelStore` and `ImageRegistry` stand beside them, and each service gets its `RuntimeImage`
-and its `InferenceService`. Each component's Args come from the spec through
-`fermion.components.from_spec`.
+`Network` feeds `Cluster`; the cluster feeds one `GpuNodePool` per pool, `ClusterAddons` and
+one `Tenant` per tenant; `ModelStore` and `ImageRegistry` stand beside them, and each service
+gets its `RuntimeImage` and its `InferenceService`, in its tenant's namespace. Each
+component's Args come from the spec through `fermion.components.from_spec`.
 The stack program (`fermion.stacks.program`) builds one of these and exports its outputs.
 """
 
@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from fermion.components.cluster import Cluster
 from fermion.components.cluster_addons import ClusterAddons
 from fermion.components.from_spec import (
-    ENVIRONMENT_TAG,
     cluster_addons_args,
     cluster_args,
     image_registry_args,
@@ -28,6 +26,7 @@ from fermion.components.from_spec import (
     network_args,
     node_pool_args,
     runtime_image_args,
+    tenant_args,
 )
 from fermion.components.gpu_node_pool import GpuNodePool
 from fermion.components.image_registry import ImageRegistry
@@ -35,10 +34,9 @@ from fermion.components.inference_service import InferenceService
 from fermion.components.model_store import ModelStore, s3_uri_read_policy
 from fermion.components.network import Network
 from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR, RuntimeImage
+from fermion.components.tenant import Tenant
 from fermion.environments.sections import ServiceSpec
 from fermion.environments.spec import EnvironmentSpec
-
-SERVICES_NAMESPACE = "inference"
 
 
 @dataclass(frozen=True)
@@ -59,16 +57,20 @@ class Platform(pulumi.ComponentResource):
 
     Outputs: `cluster_name`, `kubeconfig` (secret), `bucket`, `registry_url`, `vpc_id`,
     `images` (service name to the image reference its pods run), `endpoints` (service name
-    to its in-cluster URL, and its public URL when it has one) and `models` (service name to
-    the `s3://` folder its server loads the model from: where to upload it). The parts are
-    attributes too (`network`, `cluster`, `node_pools`, `addons`, `store`, `registry`,
-    `runtime_images`, `services`), for stacks that build on one environment.
+    to its in-cluster URL, and for public services its HTTPS URL and the load balancer its
+    hostname's DNS record points to), `models` (service name to the `s3://` folder its server
+    loads the model from: where to upload it), `tokens` (secret: service name to its two valid
+    bearer tokens), `namespaces` (tenant name to namespace) and, with IRSA, `irsa` (the OIDC
+    provider's ARN and issuer). The parts are attributes too (`network`, `cluster`,
+    `node_pools`, `addons`, `tenants`, `store`, `registry`, `runtime_images`, `services`), for
+    stacks that build on one environment.
     """
 
     network: Network
     cluster: Cluster
     node_pools: dict[str, GpuNodePool]
     addons: ClusterAddons
+    tenants: dict[str, Tenant]
     store: ModelStore
     registry: ImageRegistry
     runtime_images: dict[str, RuntimeImage]
@@ -114,11 +116,12 @@ class Platform(pulumi.ComponentResource):
         self.runtime_images = {}
         self.services = {}
         self.model_uris: dict[str, pulumi.Input[str]] = {}
-        namespace = k8s.core.v1.Namespace(
-            f"{name}-inference",
-            metadata={"name": SERVICES_NAMESPACE, "labels": {ENVIRONMENT_TAG: spec.name}},
-            opts=pulumi.ResourceOptions(parent=self, provider=core.provider),
-        )
+        self.tenants = {
+            tenant.name: Tenant(
+                f"{name}-tenant-{tenant.name}", tenant_args(spec, tenant, core), opts=child
+            )
+            for tenant in spec.tenants_in_effect
+        }
         for service in spec.services:
             image = RuntimeImage(
                 f"{name}-{service.name}",
@@ -132,7 +135,8 @@ class Platform(pulumi.ComponentResource):
                 opts=child,
             )
             self.runtime_images[service.name] = image
-            self.services[service.name] = self._service(name, spec, service, image, namespace)
+            tenant = self.tenants[service.tenant]
+            self.services[service.name] = self._service(name, spec, service, image, tenant)
 
         self.outputs = {
             "cluster_name": self.cluster.cluster_name,
@@ -143,7 +147,16 @@ class Platform(pulumi.ComponentResource):
             "images": {name: image.image_ref for name, image in self.runtime_images.items()},
             "endpoints": {name: _endpoints(service) for name, service in self.services.items()},
             "models": self.model_uris,
+            "tokens": pulumi.Output.secret(
+                {name: service.tokens for name, service in self.services.items()}
+            ),
+            "namespaces": {name: tenant.namespace for name, tenant in self.tenants.items()},
         }
+        if self.cluster.oidc_provider_arn is not None:
+            self.outputs["irsa"] = {
+                "oidc_provider_arn": self.cluster.oidc_provider_arn,
+                "oidc_issuer": self.cluster.oidc_issuer,
+            }
         self.register_outputs(self.outputs)
 
     def _service(
@@ -152,7 +165,7 @@ class Platform(pulumi.ComponentResource):
         spec: EnvironmentSpec,
         service: ServiceSpec,
         image: RuntimeImage,
-        namespace: k8s.core.v1.Namespace,
+        tenant: Tenant,
     ) -> InferenceService:
         # A model kept outside the environment's store is read from there; the store holds
         # the others, one prefix per service and version.
@@ -174,12 +187,11 @@ class Platform(pulumi.ComponentResource):
                 image.image_ref,
                 model_uri,
                 policy,
-                SERVICES_NAMESPACE,
                 self.addons.interceptor_service,
             ),
-            # KEDA's CRDs and the pools that run the replicas come first.
+            # KEDA's CRDs, the tenant's namespace and the pools that run the replicas come first.
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[namespace, self.addons, *self.node_pools.values()]
+                parent=self, depends_on=[tenant, self.addons, *self.node_pools.values()]
             ),
         )
 
@@ -188,4 +200,5 @@ def _endpoints(service: InferenceService) -> dict[str, Any]:
     urls: dict[str, Any] = {"url": service.endpoint}
     if service.public_endpoint is not None:
         urls["public_url"] = service.public_endpoint
+        urls["load_balancer"] = service.load_balancer
     return urls

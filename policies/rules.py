@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from fermion.policies.cluster_rules import CLUSTER_RULES
 from fermion.policies.findings import Finding, Resource, Rule
 from fermion.policies.storage_rules import STORAGE_RULES
+from fermion.policies.tenancy_rules import TENANCY_RULES
 from fermion.policies.workload_rules import WORKLOAD_RULES
 
 __all__ = ["RULES", "evaluate", "rule_named"]
 
-RULES: tuple[Rule, ...] = (*STORAGE_RULES, *CLUSTER_RULES, *WORKLOAD_RULES)
+RULES: tuple[Rule, ...] = (*STORAGE_RULES, *CLUSTER_RULES, *WORKLOAD_RULES, *TENANCY_RULES)
 
 
 def rule_named(name: str) -> Rule | None:

@@ -11,6 +11,7 @@ from typing import Any
 from fermion.policies.cluster_rules import GPU_TAINT_KEY
 from fermion.policies.findings import MANDATORY, Resource, Rule, is_unknown
 from fermion.policies.links import as_list, attached, policy_document, statements
+from fermion.policies.tenancy_rules import INGRESSES, public_ingress
 
 __all__ = ["POD_TYPES", "WORKLOAD_RULES", "pod_spec"]
 
@@ -147,7 +148,10 @@ def image_pinned(resource: Resource, stack: Sequence[Resource]) -> Iterator[str]
 
 
 def service_not_public(service: Resource, stack: Sequence[Resource]) -> Iterator[str]:
-    """A Service that the internet can reach terminates TLS and checks tokens."""
+    """A Service or Ingress that the internet can reach terminates TLS and checks tokens."""
+    if service.type in INGRESSES:
+        yield from public_ingress(service, stack)
+        return
     if service.get("spec", "type") not in ("LoadBalancer", "NodePort"):
         return
     annotations = service.get("metadata", "annotations") or {}
@@ -160,9 +164,9 @@ def service_not_public(service: Resource, stack: Sequence[Resource]) -> Iterator
     token = bool(annotations.get("fermion.dev/auth"))
     if not (tls and token):
         yield (
-            "a public load balancer without TLS and token checks: drop `public` (serve through "
-            "the cluster's interceptor), or terminate TLS (aws-load-balancer-ssl-cert) behind "
-            "token auth"
+            "a public load balancer without TLS and token checks, straight to the pods: serve "
+            "it through an HTTPS Ingress to the interceptor (`public` with `hostname` and "
+            "`certificate_arn`), or terminate TLS (aws-load-balancer-ssl-cert) behind token auth"
         )
 
 
@@ -290,8 +294,8 @@ WORKLOAD_RULES = (
     Rule(
         "service-not-public",
         MANDATORY,
-        "No public Service without TLS and tokens.",
-        SERVICES,
+        "No public Service or Ingress without TLS and tokens.",
+        (*SERVICES, *INGRESSES),
         service_not_public,
     ),
     Rule(

@@ -41,6 +41,8 @@ def placeholder_state(
     if not type_.startswith("aws:"):
         if type_ == "docker-build:index:Image":
             state.setdefault("digest", "sha256:(known after up)")
+        if type_ == "random:index/randomPassword:RandomPassword":
+            state.setdefault("result", "(known after up)")
         return stand_in, state
     module, _, kind = type_.split(":")[1].partition("/")
     if type_ in _S3_BUCKETS:

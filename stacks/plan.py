@@ -273,6 +273,11 @@ def _plain(value: Any, alias: tuple[str, str] | None = None) -> Any:
     """Registered inputs as JSON: unknowns and secrets are named, resources become URNs."""
     if isinstance(value, dict):
         if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            inner = value.get("value")
+            # A secret mapping keeps its keys (a Secret's stringData names its files), so the
+            # object still reads as what it is; only the values hide.
+            if isinstance(inner, dict) and rpc._special_sig_key not in inner:
+                return {str(k): SECRET for k in sorted(inner, key=str)}
             return SECRET
         # Sorted: the wire's maps carry no order, and a plan must read the same every run.
         return {str(k): _plain(value[k], alias) for k in sorted(value, key=str)}

@@ -1,5 +1,6 @@
 """A Pulumi program of your own that adds to an EKS cluster another stack owns: one GPU pool,
-fermion's cluster add-ons, and one inference service scaled by KEDA.
+fermion's cluster add-ons, one tenant (its namespace, quota and network policies) and one
+inference service in it, scaled by KEDA, that needs one of its two bearer tokens.
 
 Stack config (Pulumi.<stack>.yaml):
     aws:region: us-west-2
@@ -14,7 +15,6 @@ Stack config (Pulumi.<stack>.yaml):
 from __future__ import annotations
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from fermion.components import (
     ClusterAddons,
@@ -24,6 +24,9 @@ from fermion.components import (
     GpuNodePoolArgs,
     InferenceService,
     InferenceServiceArgs,
+    Tenant,
+    TenantArgs,
+    TenantQuota,
 )
 from fermion.components.model_store import s3_uri_read_policy
 from fermion.environments import load_shapes
@@ -43,10 +46,15 @@ cluster = ExistingCluster(
 )
 pool = GpuNodePool("l4", GpuNodePoolArgs(cluster=cluster.core, shape=shape, min_size=0, max_size=2))
 addons = ClusterAddons("addons", ClusterAddonsArgs(cluster=cluster.core, kubernetes_version="1.34"))
-namespace = k8s.core.v1.Namespace(
-    "inference",
-    metadata=k8s.meta.v1.ObjectMetaArgs(name="inference"),
-    opts=pulumi.ResourceOptions(provider=cluster.provider),
+tenant = Tenant(
+    "ml",
+    TenantArgs(
+        name="ml",
+        namespace="inference",
+        # Two L4 replicas, plus one more while a rollout replaces them.
+        quota=TenantQuota(gpus=3, cpu_millicores=24_000, memory_mib=96 * 1024, pods=3),
+        cluster=cluster.core,
+    ),
 )
 service = InferenceService(
     "embed",
@@ -59,8 +67,10 @@ service = InferenceService(
         model_policy=s3_uri_read_policy(model),
         min_replicas=0,
         max_replicas=2,
+        namespace=tenant.namespace,
         interceptor_service=addons.interceptor_service,
     ),
-    opts=pulumi.ResourceOptions(depends_on=[namespace, addons, pool]),
+    opts=pulumi.ResourceOptions(depends_on=[tenant, addons, pool]),
 )
 pulumi.export("endpoint", service.endpoint)
+pulumi.export("tokens", service.tokens)

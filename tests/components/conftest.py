@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,20 @@ import pytest
 from pulumi.runtime.stack import wait_for_rpcs
 
 from fermion.components.cluster_core import ClusterCore
+
+RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
+
+
+def plain(value: Any) -> Any:
+    """Registered inputs with each secret unwrapped to its value, as Kubernetes gets them."""
+    sig = pulumi.runtime.rpc._special_sig_key
+    if isinstance(value, dict):
+        if value.get(sig) == pulumi.runtime.rpc._special_secret_sig:
+            return plain(value["value"])
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
 
 
 @dataclass
@@ -26,7 +41,11 @@ class Recorder(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.resources.append(args)
-        return f"{args.name}-id", {**args.inputs, **self.outputs.get(args.typ, {})}
+        state = {**args.inputs, **self.outputs.get(args.typ, {})}
+        if args.typ == RANDOM_PASSWORD:
+            # Stands for a fresh random value: new for each name and each set of keepers.
+            state.setdefault("result", f"{args.name}/{json.dumps(args.inputs.get('keepers'))}")
+        return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         self.calls.append(args)

@@ -208,7 +208,7 @@ def test_a_service_and_its_runtime_image(mocks: Recorder, tmp_path: Path) -> Non
     assert image.pip_packages == ("tokenizers==0.20.0",)
     cluster = core()
     args = inference_service_args(
-        spec, service, cluster, "image@sha256:1", "s3://m/embed/1/", "{}", "inference", "keda:80"
+        spec, service, cluster, "image@sha256:1", "s3://m/embed/1/", "{}", "keda:80"
     )
     assert args.cluster is cluster
     assert (args.name, args.image, args.shape) == (
@@ -228,3 +228,11 @@ def test_a_service_and_its_runtime_image(mocks: Recorder, tmp_path: Path) -> Non
     assert args.port == 8080
     assert args.interceptor_service == "keda:80"
     assert args.tags == DEV_TAGS
+    # Tokens are on unless the spec turns them off; a private service has no public parts.
+    assert (args.auth, args.token_generations) == (True, (1, 1))
+    assert (args.public, args.hostname, args.certificate_arn, args.allowed_cidrs) == (
+        False,
+        None,
+        None,
+        (),
+    )

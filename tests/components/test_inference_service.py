@@ -19,11 +19,12 @@ from fermion.components.inference_service import (
     termination_grace_period_s,
 )
 from fermion.components.model_store import s3_uri_read_policy
+from fermion.components.service_access import tokens_checksum
 from fermion.environments import load_shapes
 from fermion.runtime_images.server.config import DEFAULT_GRACE_PERIOD_S, ServerConfig
 
 from ..conftest import crd_schema
-from .conftest import Recorder, core, settle
+from .conftest import RANDOM_PASSWORD, Recorder, core, plain, settle
 from .test_cluster import _mock_aws
 
 KUBERNETES = "1.34.0"
@@ -55,7 +56,9 @@ def _service(mocks: Recorder, **overrides: Any) -> InferenceService:
 
 def _objects(mocks: Recorder) -> dict[str, dict[str, Any]]:
     return {
-        str(r.inputs["kind"]): r.inputs for r in mocks.resources if r.typ.startswith("kubernetes:")
+        str(r.inputs["kind"]): plain(r.inputs)
+        for r in mocks.resources
+        if r.typ.startswith("kubernetes:")
     }
 
 
@@ -111,10 +114,12 @@ def test_every_kubernetes_object_validates_and_lives_in_the_namespace(mocks: Rec
         "Service",
         "PodDisruptionBudget",
         "HTTPScaledObject",
+        "Secret",
+        "NetworkPolicy",
     }
     for kind, obj in objects.items():
         assert obj["metadata"]["namespace"] == "inference", kind
-        assert obj["metadata"]["name"] == "embed", kind
+        assert obj["metadata"]["name"].startswith("embed"), kind
         if kind != "HTTPScaledObject":
             kubernetes_validate.validate(obj, KUBERNETES, strict=True)
 
@@ -162,19 +167,136 @@ def test_the_model_is_read_with_the_services_own_role(mocks: Recorder) -> None:
     assert statements[1]["Condition"] == {"StringLike": {"s3:prefix": ["embed/3/*"]}}
 
 
-def test_a_public_service_gets_an_internet_facing_nlb(mocks: Recorder) -> None:
-    service = _service(mocks, public=True, min_replicas=1)
-    balancer = [
-        r.inputs
-        for r in mocks.of_type("kubernetes:core/v1:Service")
-        if r.inputs["spec"].get("type")
+CERTIFICATE = "arn:aws:acm:us-west-2:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+PUBLIC = {
+    "public": True,
+    "hostname": "embed.ml.example.com",
+    "certificate_arn": CERTIFICATE,
+    "allowed_cidrs": ("203.0.113.0/24", "198.51.100.0/24"),
+}
+
+
+def test_a_public_service_is_served_over_https_through_the_interceptor(mocks: Recorder) -> None:
+    service = _service(mocks, **PUBLIC)
+    objects = _objects(mocks)
+    # No load balancer goes straight to the pods: the only Service is the in-cluster one.
+    assert "type" not in objects["Service"]["spec"]
+    ingress = objects["Ingress"]
+    kubernetes_validate.validate(ingress, KUBERNETES, strict=True)
+    assert ingress["metadata"]["namespace"] == "keda"
+    assert ingress["spec"]["ingressClassName"] == "alb"
+    assert ingress["spec"]["tls"] == [{"hosts": ["embed.ml.example.com"]}]
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "embed.ml.example.com"
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == "/v2/models/embed"
+    assert path["backend"]["service"] == {
+        "name": "keda-add-ons-http-interceptor-proxy",
+        "port": {"number": 8080},
+    }
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
+    assert annotations["alb.ingress.kubernetes.io/certificate-arn"] == CERTIFICATE
+    assert annotations["alb.ingress.kubernetes.io/ssl-redirect"] == "443"
+    assert json.loads(annotations["alb.ingress.kubernetes.io/listen-ports"]) == [
+        {"HTTP": 80},
+        {"HTTPS": 443},
     ]
-    (spec,) = balancer
-    assert spec["spec"]["type"] == "LoadBalancer"
-    annotations = spec["metadata"]["annotations"]
-    assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internet-facing"
-    kubernetes_validate.validate(spec, KUBERNETES, strict=True)
-    assert service.public_endpoint is not None
+    assert annotations["alb.ingress.kubernetes.io/inbound-cidrs"] == (
+        "203.0.113.0/24,198.51.100.0/24"
+    )
+    # The interceptor routes the public hostname, and the in-cluster one, by host and path.
+    scaler = objects["HTTPScaledObject"]["spec"]
+    assert scaler["hosts"] == [
+        "keda-add-ons-http-interceptor-proxy.keda.svc.cluster.local",
+        "embed.ml.example.com",
+    ]
+    jsonschema.validate(
+        objects["HTTPScaledObject"], crd_schema("http.keda.sh_httpscaledobjects.yaml")
+    )
+    # All traffic counts for the autoscaler, so a public service scales to zero too.
+    assert scaler["replicas"]["min"] == 0
+    assert service.public_endpoint == "https://embed.ml.example.com/v2/models/embed"
+    assert service.load_balancer is not None
+
+
+def test_a_public_service_is_open_to_any_address_unless_limited(mocks: Recorder) -> None:
+    _service(mocks, **{**PUBLIC, "allowed_cidrs": ()})
+    annotations = _objects(mocks)["Ingress"]["metadata"]["annotations"]
+    assert annotations["alb.ingress.kubernetes.io/inbound-cidrs"] == "0.0.0.0/0"
+
+
+def test_requests_need_one_of_two_tokens_the_pod_reads_from_a_file(mocks: Recorder) -> None:
+    service = _service(mocks)
+    objects = _objects(mocks)
+    secret = objects["Secret"]
+    assert secret["metadata"]["name"] == "embed-tokens"
+    tokens = secret["stringData"]["tokens"].splitlines()
+    assert len(tokens) == 2 and tokens[0] != tokens[1]
+    assert all(r.inputs["length"] >= 32 for r in mocks.of_type(RANDOM_PASSWORD))
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert {"name": "FERMION_AUTH_TOKEN_FILE", "value": "/var/run/fermion/auth/tokens"} in (
+        container["env"]
+    )
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "auth-tokens"]
+    assert mount == {"name": "auth-tokens", "mountPath": "/var/run/fermion/auth", "readOnly": True}
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "auth-tokens"]
+    assert volume["secret"]["secretName"] == "embed-tokens"
+    # The server reads the file as its own (non-root) user.
+    assert int(volume["secret"]["defaultMode"]) & 0o004
+    annotations = objects["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["fermion.dev/auth-tokens-sha256"] == tokens_checksum(tokens)
+    assert pod["automountServiceAccountToken"] is False
+    assert _resolve(service.tokens) == tokens
+
+
+def _resolve(output: Any) -> Any:
+    found: list[Any] = []
+    output.apply(found.append)
+    settle()
+    return found[0]
+
+
+def test_a_new_generation_replaces_one_token_and_keeps_the_other(mocks: Recorder) -> None:
+    _service(mocks)
+    before = _objects(mocks)["Secret"]["stringData"]["tokens"].splitlines()
+    mocks.resources.clear()
+    _service(mocks, token_generations=(1, 2))
+    after = _objects(mocks)["Secret"]["stringData"]["tokens"].splitlines()
+    assert after[0] == before[0]
+    assert after[1] != before[1]
+
+
+def test_without_auth_there_is_no_token(mocks: Recorder) -> None:
+    _service(mocks, auth=False)
+    objects = _objects(mocks)
+    assert "Secret" not in objects
+    (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert all(e["name"] != "FERMION_AUTH_TOKEN_FILE" for e in container["env"])
+
+
+def test_only_the_interceptor_and_metrics_scrapes_reach_the_pods(mocks: Recorder) -> None:
+    _service(mocks)
+    objects = _objects(mocks)
+    policy = objects["NetworkPolicy"]
+    kubernetes_validate.validate(policy, KUBERNETES, strict=True)
+    pod_labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+    interceptor, metrics = rule["from"]
+    assert interceptor["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "keda"
+    }
+    assert interceptor["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
+        "interceptor"
+    )
+    assert metrics == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
 
 
 def test_a_private_service_has_only_its_in_cluster_endpoint(mocks: Recorder) -> None:
@@ -193,9 +315,12 @@ def test_one_replica_needs_no_disruption_budget(mocks: Recorder) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"public": True, "min_replicas": 0}, "cannot scale to zero"),
+        ({"public": True}, "served over TLS only"),
+        ({"public": True, "hostname": "embed.ml.example.com"}, "served over TLS only"),
+        ({**PUBLIC, "auth": False}, "must check bearer tokens"),
+        ({"env": {"FERMION_AUTH_TOKEN_FILE": "/x"}}, "which the component owns"),
         ({"min_replicas": 3, "max_replicas": 2}, "are not a range"),
-        ({"env": {"FERMION_MODEL_URI": "s3://x/"}}, "which model_uri owns"),
+        ({"env": {"FERMION_MODEL_URI": "s3://x/"}}, "which the component owns"),
     ],
 )
 def test_arguments_no_cluster_could_run_are_refused(

@@ -44,10 +44,9 @@ def breaks(path: str, value: Any, data: dict[str, Any] | None = None) -> dict[st
     return data
 
 
-def with_public_service() -> dict[str, Any]:
+def with_public_service(**changes: Any) -> dict[str, Any]:
     data = environment_data("dev")
-    data["services"][0]["public"] = True
-    data["services"][0]["replicas"] = {"min": 1, "max": 2}
+    data["services"][0].update({"public": True, **changes})
     data["cluster"]["load_balancer_controller"] = True
     return data
 
@@ -83,7 +82,6 @@ CORPUS = [
         "advisory",
         "aws:eks/cluster:Cluster::bad-cluster",
     ),
-    (with_public_service(), "service-not-public", "mandatory", "Service::bad-embed-public"),
 ]
 
 
@@ -107,6 +105,36 @@ def test_the_validator_refuses_a_public_endpoint_open_to_all(tmp_path: Path) -> 
     code, output = plan(tmp_path, breaks("cluster.public_access_cidrs", []))
     assert code == 1
     assert "cluster.public_access_cidrs" in output
+
+
+CERTIFICATE = "arn:aws:acm:us-west-2:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+
+
+@pytest.mark.parametrize(
+    ("changes", "path", "fragment"),
+    [
+        ({}, "services[0].hostname", "TLS"),
+        ({"hostname": "embed.example.com"}, "services[0].certificate_arn", "TLS"),
+        (
+            {"hostname": "embed.example.com", "certificate_arn": CERTIFICATE, "auth": "none"},
+            "services[0].auth",
+            "bearer tokens",
+        ),
+    ],
+)
+def test_the_validator_refuses_a_public_service_without_tls_or_tokens(
+    tmp_path: Path, changes: dict[str, Any], path: str, fragment: str
+) -> None:
+    # service-not-public stays for stacks that declare Ingresses or Services themselves.
+    code, output = plan(tmp_path, with_public_service(**changes))
+    assert code == 1
+    assert path in output and fragment in output
+
+
+def test_a_public_service_with_tls_and_tokens_has_no_finding(tmp_path: Path) -> None:
+    data = with_public_service(hostname="embed.example.com", certificate_arn=CERTIFICATE)
+    code, output = plan(tmp_path, data)
+    assert code == 0 and json.loads(output)["findings"] == []
 
 
 def test_an_advisory_finding_can_be_waived_with_a_reason(tmp_path: Path) -> None:
