@@ -9,6 +9,7 @@ The stack program (`fermion.stacks.program`) builds one of these and exports its
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,12 +117,16 @@ class Platform(pulumi.ComponentResource):
         self.runtime_images = {}
         self.services = {}
         self.model_uris: dict[str, pulumi.Input[str]] = {}
-        self.tenants = {
-            tenant.name: Tenant(
-                f"{name}-tenant-{tenant.name}", tenant_args(spec, tenant, core), opts=child
+        self.tenants = {}
+        for tenant in spec.tenants_in_effect:
+            tenant_config = tenant_args(spec, tenant, core)
+            if not spec.tenants:
+                # Before tenants, the platform declared the services' namespace itself.
+                earlier = pulumi.Alias(name=f"{name}-inference", parent=self)
+                tenant_config = dataclasses.replace(tenant_config, namespace_aliases=(earlier,))
+            self.tenants[tenant.name] = Tenant(
+                f"{name}-tenant-{tenant.name}", tenant_config, opts=child
             )
-            for tenant in spec.tenants_in_effect
-        }
         for service in spec.services:
             image = RuntimeImage(
                 f"{name}-{service.name}",

@@ -67,13 +67,16 @@ class TenantQuota:
 @dataclass(frozen=True)
 class TenantArgs:
     """A tenant's namespace and quota on one cluster (`Cluster.core` or
-    `ExistingCluster.core`). `labels` go on the namespace beside the tenant and PSS labels."""
+    `ExistingCluster.core`). `labels` go on the namespace beside the tenant and PSS labels.
+    `namespace_aliases` name the Namespace resource as a stack declared it before, so that
+    adopting tenants does not replace (and empty) a namespace that already exists."""
 
     name: str
     namespace: str
     quota: TenantQuota
     cluster: ClusterCore
     labels: Mapping[str, str] = field(default_factory=dict)
+    namespace_aliases: tuple[pulumi.Alias, ...] = ()
 
     def __post_init__(self) -> None:
         q = self.quota
@@ -108,7 +111,9 @@ class Tenant(pulumi.ComponentResource):
         self.namespace_resource = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={"name": args.namespace, "labels": {**labels, **PSS_LABELS}},
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(aliases=list(args.namespace_aliases))
+            ),
         )
         inside = pulumi.ResourceOptions(
             parent=self, provider=args.cluster.provider, depends_on=[self.namespace_resource]

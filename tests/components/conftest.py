@@ -81,6 +81,7 @@ class Registration:
     provider: str
     dependencies: tuple[str, ...]
     alias_types: tuple[str, ...]
+    alias_names: tuple[str, ...] = ()
 
 
 @pytest.fixture
@@ -101,6 +102,7 @@ def registrations(mocks: Recorder) -> Iterator[list[Registration]]:
                 request.provider,
                 tuple(request.dependencies),
                 tuple(alias.spec.type for alias in request.aliases),
+                tuple(alias.spec.name for alias in request.aliases),
             )
         )
         return response

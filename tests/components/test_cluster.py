@@ -119,6 +119,8 @@ def test_managed_addons_are_pinned_and_ebs_uses_pod_identity(mocks: Recorder) ->
     ]
     assert {"Service": "pods.eks.amazonaws.com"} in trusts
     assert {"Service": "eks.amazonaws.com"} in trusts
+    # Tenants' NetworkPolicies are enforced only with the VPC CNI's network policy agent on.
+    assert json.loads(addons["vpc-cni"]["configurationValues"]) == {"enableNetworkPolicy": "true"}
 
 
 def test_irsa_is_optional(mocks: Recorder) -> None:
@@ -127,10 +129,16 @@ def test_irsa_is_optional(mocks: Recorder) -> None:
 
 
 def test_irsa_adds_an_oidc_provider(mocks: Recorder) -> None:
-    _cluster(mocks, irsa=True)
+    cluster = _cluster(mocks, irsa=True)
     (oidc,) = mocks.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
     assert oidc.inputs["url"] == "https://oidc.eks.us-west-2.amazonaws.com/id/ABC"
     assert oidc.inputs["clientIdLists"] == ["sts.amazonaws.com"]
+    # Exported, so a role for one's own add-on can trust the provider for its issuer.
+    assert cluster.oidc_issuer is not None
+    found: list[str] = []
+    cluster.oidc_issuer.apply(found.append)
+    settle()
+    assert found == ["https://oidc.eks.us-west-2.amazonaws.com/id/ABC"]
 
 
 def test_the_system_node_group(mocks: Recorder) -> None:

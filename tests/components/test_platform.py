@@ -10,7 +10,7 @@ from fermion.components.platform import Platform, PlatformArgs
 from fermion.environments import load_shapes
 from fermion.environments.stack_files import parse_environment
 
-from .conftest import Recorder, schedulable, settle
+from .conftest import Recorder, Registration, schedulable, settle
 from .test_cluster import _mock_aws
 
 SUBNETS = ["subnet-0a1b2c3d4e5f60718", "subnet-0a1b2c3d4e5f60719"]
@@ -132,3 +132,39 @@ def test_no_service_can_land_on_the_system_nodes(mocks: Recorder, tmp_path: Path
     pod = deployment.inputs["spec"]["template"]["spec"]
     assert schedulable(pod, groups["qa-cpu"])
     assert not schedulable(pod, groups["qa-cluster-system"])
+
+
+def test_the_implicit_tenant_keeps_the_namespace_stacks_declared_before_tenants(
+    mocks: Recorder, registrations: list[Registration], tmp_path: Path
+) -> None:
+    platform = _platform(mocks, tmp_path, {})
+    (namespace,) = [
+        r
+        for r in registrations
+        if r.type == "kubernetes:core/v1:Namespace" and r.name == "qa-tenant-default-namespace"
+    ]
+    assert namespace.alias_names == ("qa-inference",)
+    assert set(platform.tenants) == {"default"}
+    assert platform.outputs["namespaces"] == {"default": "inference"}
+
+
+def test_declared_tenants_are_new_and_hold_their_services(
+    mocks: Recorder, registrations: list[Registration], tmp_path: Path
+) -> None:
+    data = {
+        "tenants": [{"name": "search", "quota": {"cpu": 64, "memory_gib": 256, "pods": 20}}],
+        "node_pools": [{"name": "cpu", "shape": "cpu.large"}],
+        "services": [
+            {
+                "name": "rank",
+                "shape": "cpu.large",
+                "tenant": "search",
+                "model": {"format": "export"},
+            }
+        ],
+    }
+    _platform(mocks, tmp_path, data)
+    namespaces = [r for r in registrations if r.type == "kubernetes:core/v1:Namespace"]
+    assert all(r.alias_names == () for r in namespaces)
+    (deployment,) = mocks.of_type("kubernetes:apps/v1:Deployment")
+    assert deployment.inputs["metadata"]["namespace"] == "search"
