@@ -119,21 +119,41 @@ def _summary(spec: EnvironmentSpec, path: Path) -> None:
                 str(p.disk_gib),
             )
         out.print(pools)
+    tenants = Table(
+        title="tenants" if spec.tenants else "tenants (none declared: one implicit tenant)",
+        title_justify="left",
+    )
+    for column in ("name", "namespace", "GPUs", "CPU cores", "memory GiB", "pods"):
+        tenants.add_column(column)
+    for t in spec.tenants_in_effect:
+        q = t.quota
+        tenants.add_row(
+            t.name,
+            t.namespace_name,
+            str(q.gpus),
+            f"{q.cpu:g}",
+            f"{q.memory_gib:.4g}",
+            str(q.pods),
+        )
+    out.print(tenants)
     if spec.services:
         services = Table(title="services", title_justify="left")
-        for column in ("name", "shape", "replicas", "batch", "autoscale on", "model"):
+        for column in ("name", "shape", "replicas", "batch", "autoscale on", "model", "access"):
             services.add_column(column, no_wrap=column in ("name", "shape"))
         for s in spec.services:
             model = f"{s.model.format} v{s.model.version}"
             if s.model.uri is not None:
                 model = f"{s.model.format} {s.model.uri}"
+            access = "bearer token" if s.auth == "token" else "no token"
+            access += f"\n[dim]https://{s.hostname}[/]" if s.public else "\n[dim]in-cluster[/]"
             services.add_row(
-                s.name,
+                f"{s.name}\n[dim]{spec.namespace_of(s)}[/]",
                 f"{s.shape}\n[dim]{spec.image_for(s)}[/]",
                 f"{s.replicas.min}-{s.replicas.max}",
                 f"{s.batching.max_batch_size} / {s.batching.max_delay_ms:g} ms",
                 f"{s.autoscaling.metric} {s.autoscaling.target:g}",
                 model,
+                access,
             )
         out.print(services)
     else:
