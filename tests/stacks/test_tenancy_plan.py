@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import jsonschema
+import kubernetes_validate
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from fermion.cli import app
 from fermion.environments.stack_files import load_environment
 from fermion.environments.tenancy import tenant_demand
 from fermion.stacks.manifests import is_kubernetes_object
 from fermion.stacks.plan import SECRET, Plan, plan_environment
 
-from ..conftest import STACKS
+from ..conftest import STACKS, crd_schema
 from ..network_policies import Pod, connection_allowed
 
 INTERCEPTOR = Pod(
@@ -204,3 +210,30 @@ def test_prods_public_service_is_https_through_the_interceptor(prod: Plan) -> No
     assert all("type" not in s["spec"] for s in _objects(prod, "Service"))
     endpoints = prod.outputs["endpoints"]["embed"]
     assert endpoints["public_url"] == "https://embed.ml.example.com/v2/models/embed"
+
+
+def test_every_manifest_plan_prod_writes_validates(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["plan", "prod", "--manifests", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    files = sorted((tmp_path / "out").glob("*.yaml"))
+    kinds = set()
+    scaler_schema = crd_schema("http.keda.sh_httpscaledobjects.yaml")
+    for path in files:
+        obj = yaml.safe_load(path.read_text())
+        if "kind" not in obj:
+            continue  # a Helm release's values
+        kinds.add(obj["kind"])
+        if obj["kind"] == "HTTPScaledObject":
+            jsonschema.validate(obj, scaler_schema)
+        else:
+            kubernetes_validate.validate(obj, "1.34.0", strict=True)
+    assert {
+        "Namespace",
+        "ResourceQuota",
+        "LimitRange",
+        "NetworkPolicy",
+        "Secret",
+        "Ingress",
+        "Deployment",
+        "HTTPScaledObject",
+    } <= kinds
