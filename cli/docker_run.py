@@ -71,6 +71,7 @@ def run_command(
     server_args: Sequence[str],
     *,
     token_file: Path | None = None,
+    port: int,
     grace_period_s: float,
     environ: Mapping[str, str] | None = None,
 ) -> list[str]:
@@ -91,6 +92,9 @@ def run_command(
         str(int(grace_period_s) + 5),
         "--env",
         f"{MODEL_URI_VARIABLE}={model.in_container()}",
+        # The image's HEALTHCHECK asks the port the server listens on.
+        "--env",
+        f"FERMION_PORT={port}",
         *model.mount(),
     ]
     for name in _PASSED_VARIABLES:

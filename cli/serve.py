@@ -273,6 +273,7 @@ def _serve_in_docker(
             source,
             to_argv(server_options, scope="server"),
             token_file=None if token_file is None else Path(token_file),
+            port=config.port,
             grace_period_s=config.grace_period_s,
         )
         out.print(f"fermion serve --docker: {built.reference} ({model.name}) ...", soft_wrap=True)
