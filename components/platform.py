@@ -140,8 +140,9 @@ class Platform(pulumi.ComponentResource):
                 opts=child,
             )
             self.runtime_images[service.name] = image
-            tenant = self.tenants[service.tenant]
-            self.services[service.name] = self._service(name, spec, service, image, tenant)
+            self.services[service.name] = self._service(
+                name, spec, service, image, self.tenants[service.tenant]
+            )
 
         self.outputs = {
             "cluster_name": self.cluster.cluster_name,

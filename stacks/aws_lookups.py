@@ -87,6 +87,24 @@ class Quota:
 
 
 @dataclass(frozen=True)
+class Certificate:
+    """An ACM certificate: its status (ISSUED, PENDING_VALIDATION, EXPIRED...) and the names
+    it covers (its domain name and subject alternative names)."""
+
+    status: str
+    names: tuple[str, ...]
+
+    def covers(self, hostname: str) -> bool:
+        """Whether TLS for `hostname` can use it: a name, or a wildcard for one label."""
+        for name in self.names:
+            if name == hostname:
+                return True
+            if name.startswith("*.") and hostname.partition(".")[2] == name[2:]:
+                return True
+        return False
+
+
+@dataclass(frozen=True)
 class ClusterVersion:
     """An EKS Kubernetes version and where it stands in its support life."""
 
@@ -290,6 +308,21 @@ class Aws:
                 return "elsewhere"
             raise
         return "ours"
+
+    def certificate(self, arn: str) -> Certificate | None:
+        """An ACM certificate of this region, or None when there is no such certificate."""
+        from botocore.exceptions import ClientError
+
+        try:
+            with aws_errors(self.region):
+                found = self.client("acm").describe_certificate(CertificateArn=arn)["Certificate"]
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise
+        names = [str(found.get("DomainName", ""))]
+        names += [str(n) for n in found.get("SubjectAlternativeNames", [])]
+        return Certificate(str(found.get("Status")), tuple(dict.fromkeys(n for n in names if n)))
 
     def key_state(self, key: str) -> str | None:
         """A KMS key's state (Enabled, Disabled, PendingDeletion...), by id, ARN or alias;

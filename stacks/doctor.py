@@ -125,6 +125,7 @@ def run_doctor(spec: EnvironmentSpec, stacks_dir: Path, aws: Aws | None = None) 
         ("EKS version", lambda: _eks_version(aws, spec.cluster.version)),
         ("NVIDIA AMI", lambda: _nvidia_amis(aws, spec.cluster.version, pools)),
         ("models bucket", lambda: _models_bucket(aws, spec, identity.account)),
+        ("certificates", lambda: _certificates(aws, spec)),
         ("state backend", lambda: _state_backend(aws, spec.name, stacks_dir)),
     ]
     for name, step in steps:
@@ -343,6 +344,47 @@ def _models_bucket(aws: Aws, spec: EnvironmentSpec, account: str) -> Iterator[Ch
             f"Choose another storage.bucket in Pulumi.{spec.name}.yaml (or leave it out to let "
             "Pulumi name it)",
         )
+
+
+def _certificates(aws: Aws, spec: EnvironmentSpec) -> Iterator[Check]:
+    """Each public service's certificate exists in the region, is issued, and covers its
+    hostname: the load balancer cannot serve HTTPS otherwise."""
+    name = "certificates"
+    public = [
+        (i, s) for i, s in enumerate(spec.services) if s.public and s.certificate_arn is not None
+    ]
+    if not public:
+        yield Check(name, "pass", "no public service: none needed")
+        return
+    for i, service in public:
+        arn, host = str(service.certificate_arn), str(service.hostname)
+        where = f"services[{i}] ({service.name})"
+        found = aws.certificate(arn)
+        if found is None:
+            yield Check(
+                name,
+                "fail",
+                f"{where}: no certificate {arn} in {spec.region}",
+                f"Request one: `aws acm request-certificate --domain-name {host} "
+                f"--validation-method DNS --region {spec.region}`, or import yours, and set "
+                "its ARN as certificate_arn",
+            )
+        elif found.status != "ISSUED":
+            yield Check(
+                name,
+                "fail",
+                f"{where}: the certificate for {host} is {found.status}, not ISSUED",
+                "Finish its validation (add the DNS record ACM asks for), or use an issued one",
+            )
+        elif not found.covers(host):
+            yield Check(
+                name,
+                "fail",
+                f"{where}: the certificate covers {', '.join(found.names)}, not {host}",
+                f"Use a certificate for {host} (or *.{host.partition('.')[2]})",
+            )
+        else:
+            yield Check(name, "pass", f"{where}: {host} is covered by an issued certificate")
 
 
 def _state_backend(aws: Aws, env: str, stacks_dir: Path) -> Iterator[Check]:
