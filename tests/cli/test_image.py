@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,11 @@ case "$1" in
   --version) echo "Docker version {version}, build 0000000" ;;
   info) {"echo 20.10.24" if engine else "echo 'Cannot connect to the Docker daemon' >&2; exit 1"} ;;
   buildx) {"exit 0" if buildx else "echo 'docker: unknown command: docker buildx' >&2; exit 1"} ;;
-  build) exit 0 ;;
+  build)
+    # What the build's secrets hold, while it runs.
+    for arg in "$@"; do
+      case "$arg" in id=*,src=*) echo "secret ${{arg%%,*}}:"; /bin/cat "${{arg#*,src=}}" ;; esac
+    done >> {log} ;;
   image) echo '[{{"Id": "sha256:0", "Size": 1000000}}]' ;;
 esac
 """
@@ -202,3 +207,99 @@ def test_build_without_a_running_engine_says_so(
     assert result.exit_code == 1
     assert "no Docker engine is available (Cannot connect to the Docker daemon)" in result.stderr
     assert not _builds(log)
+
+
+def test_an_air_gapped_build_passes_sources_and_ca_as_secrets_that_outlive_it_nowhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "log"
+    docker = _fake_docker(tmp_path / "usr", log, "20.10.24+dfsg1")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    ca = tmp_path / "proxy-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nproxy-ca\n-----END CERTIFICATE-----\n")
+    monkeypatch.setenv("PATH", str(docker.parent))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    result = runner.invoke(
+        app,
+        [
+            "image",
+            "build",
+            "embed",
+            "--env",
+            "dev",
+            "--stacks-dir",
+            str(STACKS),
+            "--base",
+            "registry.example.com/python:3.11-slim-bookworm",
+            "--index-url",
+            "https://ci:token@mirror.example.com/simple/",
+            "--find-links",
+            str(wheels),
+            "--ca-bundle",
+            str(ca),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (build,) = _builds(log)
+    assert " --network host " in build
+    assert "--secret id=pip-config,src=" in build and "--secret id=pip-ca-bundle,src=" in build
+    # The mirror replaces the catalog's torch index, which is no longer passed.
+    assert "--build-arg FERMION_TORCH_INDEX_URL= " in build
+    assert "mirror.example.com" not in build
+    secrets = log.read_text().split("\nsecret id=", 1)[1]
+    assert "index-url = https://ci:token@mirror.example.com/simple/" in secrets
+    assert "find-links = http://127.0.0.1:" in secrets
+    assert "cert = /run/secrets/pip-ca-bundle" in secrets
+    assert secrets.count("BEGIN CERTIFICATE") > 1 and "proxy-ca" in secrets  # public roots too
+    assert list((tmp_path / "scratch").iterdir()) == []  # the secret files are gone
+    assert json.loads(result.stdout)["size_bytes"] == 1000000
+
+
+def test_a_folder_source_is_served_on_loopback_for_the_build_only(tmp_path: Path) -> None:
+    import urllib.parse
+    import urllib.request
+
+    from fermion.cli.build_sources import BuildSources, prepared
+
+    (tmp_path / "pypi" / "simple" / "demo").mkdir(parents=True)
+    (tmp_path / "pypi" / "files").mkdir()
+    (tmp_path / "pypi" / "files" / "demo-1.0-py3-none-any.whl").write_bytes(b"wheel")
+    (tmp_path / "pypi" / "simple" / "demo" / "index.html").write_text(
+        '<a href="../../files/demo-1.0-py3-none-any.whl">demo</a>'
+    )
+    sources = BuildSources(extra_index_urls=(f"file://{tmp_path / 'pypi' / 'simple'}",))
+    with prepared(sources, "torch-cpu", tmp_path / "secrets") as ready:
+        config = ready.secrets["pip-config"].read_text()
+        index = config.split("extra-index-url = ", 1)[1].split()[0]
+        assert index.startswith("http://127.0.0.1:") and index.endswith("/simple/")
+        # The index's relative links reach the sibling folder of files.
+        wheel = urllib.parse.urljoin(index + "demo/", "../../files/demo-1.0-py3-none-any.whl")
+        with urllib.request.urlopen(wheel, timeout=5) as answer:
+            assert answer.read() == b"wheel"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(wheel, timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--push", "registry.example.com/team/name:v1"], "without a tag or digest"),
+        (["--ca-bundle", "/no/such/ca.pem"], "--ca-bundle /no/such/ca.pem: is not a file"),
+        (["--find-links", "/no/such/wheels"], "neither an http(s) URL nor a folder here"),
+    ],
+)
+def test_build_options_that_cannot_work_name_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str], message: str
+) -> None:
+    docker = _fake_docker(tmp_path / "usr", tmp_path / "log", "20.10.24+dfsg1")
+    monkeypatch.setenv("PATH", str(docker.parent))
+    result = runner.invoke(
+        app,
+        ["image", "build", "embed", "--env", "dev", "--stacks-dir", str(STACKS), *options],
+    )
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.output

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from fermion.environments import parse_environment
+from fermion.environments.errors import FermionError
 from fermion.runtime_images.catalog import (
     CATALOG_DIR,
     ImageCatalogError,
@@ -268,3 +269,26 @@ def test_a_template_folder_file_may_not_replace_a_rendered_one(tmp_path: Path) -
         render("torch-cpu", config, tmp_path / "out", template_dir=templates)
     with pytest.raises(TemplateFolderError, match="is not a folder"):
         render("torch-cpu", config, tmp_path / "out", template_dir=tmp_path / "missing")
+
+
+def test_a_base_override_and_a_syntax_line_change_the_dockerfile_and_the_tag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = ModelConfig(
+        name="m", path="s3://models/m/1/", inputs=(parse_tensor_spec("x:FP32:-1,4"),)
+    )
+    pinned = render("torch-cpu", config, tmp_path / "pinned")
+    text = (pinned.path / "Dockerfile").read_text()
+    assert not text.startswith("# syntax=")  # the engine's built-in frontend, no image to pull
+    mirror = "registry.example.com/python:3.11-slim@sha256:" + "0" * 64
+    own = render("torch-cpu", config, tmp_path / "own", base=mirror, dockerfile_syntax="d/f:1")
+    text = (own.path / "Dockerfile").read_text()
+    assert text.startswith("# syntax=d/f:1\n")
+    assert f"FROM {mirror} AS builder" in text and f"FROM {mirror} AS runtime" in text
+    assert 'base.name="registry.example.com/python:3.11-slim"' in text
+    assert own.tag != pinned.tag
+    monkeypatch.setenv("FERMION_BASE_TORCH_CPU", mirror)
+    by_variable = render("torch-cpu", config, tmp_path / "variable", dockerfile_syntax="d/f:1")
+    assert by_variable.tag == own.tag
+    with pytest.raises(FermionError, match="not an image reference"):
+        render("torch-cpu", config, tmp_path / "bad", base="two words")
