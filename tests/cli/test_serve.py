@@ -115,6 +115,15 @@ def test_serve_rejects_what_the_server_would_with_a_pointer_to_help(tmp_path: Pa
     assert "fermion serve --help" in result.stderr
 
 
+def test_build_options_go_with_docker(tmp_path: Path) -> None:
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"")
+    for extra in (["--pip-package", "transformers"], ["--base", "python:3.11-slim"]):
+        result = runner.invoke(app, ["serve", str(model), *extra])
+        assert result.exit_code == 1
+        assert "go with --docker" in result.stderr
+
+
 def test_every_entrypoint_names_a_model_alike(tmp_path: Path, started: list[Started]) -> None:
     from fermion.runtime_images.server.__main__ import build_parser, config_from_args
 
