@@ -22,12 +22,6 @@ from typing import Annotated, Any
 import typer
 
 from fermion.environments.errors import FermionError
-from fermion.runtime_images.render import (
-    CA_BUNDLE_SECRET,
-    PIP_CONFIG_SECRET,
-    PipSources,
-    ca_bundle_secret,
-)
 
 _PANEL = "Air-gapped and proxied builds"
 
@@ -182,7 +176,14 @@ def _local_folder(value: str, what: str) -> Path | None:
 def prepared(sources: BuildSources, image: str, scratch: Path) -> Iterator[PreparedSecrets]:
     """Serve local folders and write the secret files into `scratch` (outside the context) for
     the length of the block."""
+    # Here, not at the top: the catalog brings pydantic, which `fermion --help` does without.
     from fermion.runtime_images.catalog import load_image
+    from fermion.runtime_images.render import (
+        CA_BUNDLE_SECRET,
+        PIP_CONFIG_SECRET,
+        PipSources,
+        ca_bundle_secret,
+    )
 
     spec = load_image(image)
     with contextlib.ExitStack() as stack:
