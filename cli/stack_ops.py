@@ -7,10 +7,13 @@ and no terminal to ask it on: pass --yes), 3 cancelled at the prompt.
 
 from __future__ import annotations
 
+import functools
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -47,17 +50,49 @@ Yes = Annotated[
 ]
 
 
-def preview(env: StackEnv, stacks_dir: StacksDir = None, as_json: AsJson = False) -> None:
+PolicyPackDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--policy-pack",
+        help="Run the CrossGuard policy pack in this folder (fermion's own: `policies` in its "
+        "repository) in the preview and the update, with the environment's policy_waivers as "
+        "its config. A mandatory violation stops the operation.",
+        show_default=False,
+    ),
+]
+
+
+@contextmanager
+def _policy_options(pack: Path | None, opened: OpenedStack) -> Iterator[dict[str, Any]]:
+    from fermion.stacks.operations import policy_pack_options
+
+    with tempfile.TemporaryDirectory(prefix="fermion-policy-") as folder:
+        yield policy_pack_options(pack, opened.environment.spec.policy_waivers, Path(folder))
+
+
+def preview(
+    env: StackEnv,
+    stacks_dir: StacksDir = None,
+    as_json: AsJson = False,
+    policy_pack: PolicyPackDir = None,
+) -> None:
     """Show what `fermion up ENV` would change, from Pulumi's own preview against AWS."""
     from fermion.cli.stack_target import check_environment, open_environment
     from fermion.stacks.confirm import StepRecorder
-    from fermion.stacks.operations import changes_json, run_operation
+    from fermion.stacks.operations import changes_json, require_policy_pack, run_operation
 
-    opened = open_environment(check_environment(env, stacks_dir), create=True)
+    checked = check_environment(env, stacks_dir)
+    if policy_pack is not None:
+        require_policy_pack(policy_pack)
+    opened = open_environment(checked, create=True)
     _header(opened, as_json)
     recorder = StepRecorder()
-    with _watching("preview", env, as_json, recorder) as on_event:
-        result = run_operation("preview", env, opened.stack.preview, on_event)
+    with (
+        _policy_options(policy_pack, opened) as policy,
+        _watching("preview", env, as_json, recorder) as on_event,
+    ):
+        run = functools.partial(opened.stack.preview, **policy)
+        result = run_operation("preview", env, run, on_event)
     risky = recorder.to_confirm()
     if as_json:
         print_json(
@@ -76,21 +111,36 @@ def preview(env: StackEnv, stacks_dir: StacksDir = None, as_json: AsJson = False
 
 
 def up(
-    env: StackEnv, stacks_dir: StacksDir = None, yes: Yes = False, as_json: AsJson = False
+    env: StackEnv,
+    stacks_dir: StacksDir = None,
+    yes: Yes = False,
+    as_json: AsJson = False,
+    policy_pack: PolicyPackDir = None,
 ) -> None:
     """Create or update ENV's resources in AWS. Asks first when a stateful resource would be
     replaced or deleted."""
-    from fermion.cli.console import print_outputs
     from fermion.cli.stack_target import check_environment, open_environment
+    from fermion.stacks.operations import require_policy_pack
+
+    checked = check_environment(env, stacks_dir)
+    if policy_pack is not None:
+        require_policy_pack(policy_pack)
+    opened = open_environment(checked, create=True)
+    _header(opened, as_json)
+    with _policy_options(policy_pack, opened) as policy:
+        _up(opened, env, yes, as_json, policy)
+
+
+def _up(opened: OpenedStack, env: str, yes: bool, as_json: bool, policy: dict[str, Any]) -> None:
+    from fermion.cli.console import print_outputs
     from fermion.stacks.confirm import StepRecorder
     from fermion.stacks.operations import outputs_json, run_operation, summary_json
 
-    opened = open_environment(check_environment(env, stacks_dir), create=True)
-    _header(opened, as_json)
     if not yes:
         recorder = StepRecorder()
         with _watching("preview", env, as_json, recorder) as on_event:
-            run_operation("preview", env, opened.stack.preview, on_event)
+            preview_run = functools.partial(opened.stack.preview, **policy)
+            run_operation("preview", env, preview_run, on_event)
         risky = recorder.to_confirm()
         if risky:
             count = len(risky)
@@ -105,7 +155,7 @@ def up(
                 f"Go ahead with up on {env}?",
             )
     with _watching("up", env, as_json) as on_event:
-        result = run_operation("up", env, opened.stack.up, on_event)
+        result = run_operation("up", env, functools.partial(opened.stack.up, **policy), on_event)
     values = outputs_json(result.outputs, show_secrets=False)
     if as_json:
         print_json(

@@ -5,6 +5,10 @@ Stack validations see every resource at once, which the rules that join resource
 and its access block) need. Values the engine does not know yet become `(known after up)`,
 as in `fermion plan`, and a rule that needs one to decide passes it: the pack runs again on
 `pulumi up`, when they are known.
+
+An advisory policy takes waivers as its config (`{"waivers": [{"resource", "reason"}]}`), which
+`fermion preview|up ENV --policy-pack DIR` writes from the environment's `policy_waivers`; a
+waived resource's finding is not reported. Mandatory policies take no config.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
+    PolicyConfigSchema,
     PolicyPack,
     PolicyResource,
     ReportViolation,
@@ -33,6 +38,7 @@ from pulumi_policy.proxy import (
 
 from fermion.policies.findings import MANDATORY, Resource, Rule
 from fermion.policies.rules import RULES
+from fermion.policies.waivers import WAIVERS_KEY, resource_name
 
 __all__ = ["NAME", "as_resource", "policy_pack", "stack_policies", "stack_policy"]
 
@@ -67,16 +73,45 @@ def as_resource(resource: PolicyResource) -> Resource:
 def stack_policy(rule: Rule) -> StackValidationPolicy:
     """`rule` as a CrossGuard stack validation policy at the rule's own level."""
 
+    mandatory = rule.level == MANDATORY
+
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        waived = set() if mandatory else _waived(args.get_config())
         resources = [as_resource(r) for r in args.resources]
         for resource in resources:
             for finding in rule.findings(resource, resources):
-                report_violation(finding.message, finding.urn)
+                if resource_name(finding.urn) not in waived:
+                    report_violation(finding.message, finding.urn)
 
-    level = EnforcementLevel.MANDATORY if rule.level == MANDATORY else EnforcementLevel.ADVISORY
+    level = EnforcementLevel.MANDATORY if mandatory else EnforcementLevel.ADVISORY
     return StackValidationPolicy(
-        name=rule.name, description=rule.description, validate=validate, enforcement_level=level
+        name=rule.name,
+        description=rule.description,
+        validate=validate,
+        enforcement_level=level,
+        config_schema=None if mandatory else _WAIVER_SCHEMA,
     )
+
+
+_WAIVER_SCHEMA = PolicyConfigSchema(
+    properties={
+        WAIVERS_KEY: {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"resource": {"type": "string"}, "reason": {"type": "string"}},
+                "required": ["resource", "reason"],
+            },
+            "default": [],
+        }
+    }
+)
+
+
+def _waived(config: Mapping[str, Any] | None) -> set[str]:
+    """The resource names an advisory policy's config waives."""
+    entries = (config or {}).get(WAIVERS_KEY) or []
+    return {str(e["resource"]) for e in entries if isinstance(e, Mapping) and "resource" in e}
 
 
 def stack_policies(rules: Sequence[Rule] = RULES) -> list[StackValidationPolicy]:

@@ -5,13 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from fermion.environments.errors import FermionError
 from fermion.environments.sections import PolicyWaiverSpec
 from fermion.policies.findings import MANDATORY, Finding
 from fermion.policies.rules import RULES, rule_named
 
-__all__ = ["WaiverError", "apply_waivers", "check_waivers", "resource_name"]
+__all__ = [
+    "WAIVERS_KEY",
+    "WaiverError",
+    "apply_waivers",
+    "check_waivers",
+    "pack_config",
+    "resource_name",
+]
+
+# The key of an advisory policy's config in the CrossGuard pack that lists its waivers.
+WAIVERS_KEY = "waivers"
 
 
 class WaiverError(FermionError):
@@ -58,3 +69,14 @@ def apply_waivers(
         else f
         for f in findings
     ]
+
+
+def pack_config(waivers: Sequence[PolicyWaiverSpec]) -> dict[str, Any]:
+    """The CrossGuard pack's config (`--policy-pack-config`) that carries the same waivers:
+    each waived policy's `waivers`, with the resource and the reason."""
+    check_waivers(waivers)
+    config: dict[str, Any] = {}
+    for waiver in waivers:
+        entry = {"resource": waiver.resource, "reason": waiver.reason}
+        config.setdefault(waiver.policy, {WAIVERS_KEY: []})[WAIVERS_KEY].append(entry)
+    return config

@@ -8,12 +8,16 @@ the SDK's results (summaries, outputs) into data for `--json`.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fermion.environments.errors import FermionError
+from fermion.environments.sections import PolicyWaiverSpec
+from fermion.policies.waivers import pack_config
 from fermion.stacks.steps import op_name, urn_name
 
 if TYPE_CHECKING:
@@ -22,9 +26,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SECRET",
+    "PolicyPackError",
     "StackOperationError",
     "changes_json",
     "outputs_json",
+    "policy_pack_options",
+    "require_policy_pack",
     "run_operation",
     "summary_json",
 ]
@@ -134,3 +141,34 @@ def outputs_json(outputs: Mapping[str, OutputValue], show_secrets: bool) -> dict
         name: output.value if show_secrets or not output.secret else SECRET
         for name, output in sorted(outputs.items())
     }
+
+
+class PolicyPackError(FermionError):
+    """`--policy-pack` names a folder that holds no CrossGuard policy pack."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(
+            f"--policy-pack {folder}: no PulumiPolicy.yaml there, so it is not a policy pack. "
+            "Pass the folder of a CrossGuard pack, e.g. `--policy-pack policies` in fermion's "
+            "repository (pip install -e '.[policy]' first)"
+        )
+
+
+def require_policy_pack(pack: Path) -> Path:
+    """`pack`, once it is known to hold a CrossGuard policy pack."""
+    if not (pack / "PulumiPolicy.yaml").is_file():
+        raise PolicyPackError(pack)
+    return pack
+
+
+def policy_pack_options(
+    pack: Path | None, waivers: Sequence[PolicyWaiverSpec], folder: Path
+) -> dict[str, Any]:
+    """The Automation API's arguments that run the policy pack in `pack` with the environment's
+    waivers as its config (a file written in `folder`); none without a pack."""
+    if pack is None:
+        return {}
+    require_policy_pack(pack)
+    config = folder / "policy-pack-config.json"
+    config.write_text(json.dumps(pack_config(waivers), indent=2) + "\n", encoding="utf-8")
+    return {"policy_packs": [str(pack.resolve())], "policy_pack_configs": [str(config)]}

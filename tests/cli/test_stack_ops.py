@@ -34,10 +34,12 @@ from pulumi.automation.events import EngineEvent, OpType
 from typer.testing import CliRunner
 
 from fermion.cli import app, stack_ops
+from fermion.environments.sections import PolicyWaiverSpec
 from fermion.stacks import credentials, pulumi_cli, workspace
 from fermion.stacks.aws_lookups import Identity
+from fermion.stacks.operations import policy_pack_options
 
-from ..conftest import STACKS
+from ..conftest import REPO, STACKS
 from ..stacks.engine_events import BUCKET, DEPLOYMENT, SUBNET, diagnostic, done, summary
 
 runner = CliRunner()
@@ -145,9 +147,15 @@ class StandIn:
         self.events = list(events)
         self.failure = failure
         self.calls: list[str] = []
+        self.policy_configs: dict[str, Any] = {}
+        self.policy_packs: dict[str, list[str]] = {}
 
     def _run(self, name: str, events: Sequence[EngineEvent], kwargs: dict[str, Any]) -> None:
         self.calls.append(name)
+        if "policy_packs" in kwargs:
+            self.policy_packs[name] = kwargs["policy_packs"]
+            (config,) = kwargs["policy_pack_configs"]
+            self.policy_configs[name] = json.loads(Path(config).read_text())
         assert kwargs["color"] == "never"
         on_event = kwargs.get("on_event")
         for event in events:
@@ -455,3 +463,35 @@ def test_the_stack_commands_have_a_panel_of_their_own() -> None:
         assert f" {command} " in panel
     shown = runner.invoke(app, ["outputs", "--help"], env={"COLUMNS": "200"})
     assert "instead of [secret]." in shown.stdout
+
+
+def test_the_policy_pack_runs_with_the_environments_waivers_as_config(
+    seams: Seams, tmp_path: Path
+) -> None:
+    pack = REPO / "policies"
+    result = invoke("up", "dev", "--yes", "--policy-pack", str(pack))
+    assert result.exit_code == 0, result.stderr
+    assert seams.stack.policy_packs == {"up": [str(pack.resolve())]}
+    assert seams.stack.policy_configs == {"up": {}}  # dev waives nothing
+    reason = "CI runners have no fixed addresses"
+    waiver = PolicyWaiverSpec(
+        policy="eks-public-endpoint-cidrs", resource="dev-cluster", reason=reason
+    )
+    options = policy_pack_options(pack, [waiver], tmp_path)
+    (config,) = options["policy_pack_configs"]
+    assert json.loads(Path(config).read_text()) == {
+        "eks-public-endpoint-cidrs": {"waivers": [{"resource": "dev-cluster", "reason": reason}]}
+    }
+
+
+def test_preview_passes_the_pack_too(seams: Seams) -> None:
+    result = invoke("preview", "dev", "--policy-pack", str(REPO / "policies"))
+    assert result.exit_code == 0, result.stderr
+    assert seams.stack.policy_configs == {"preview": {}}
+
+
+def test_a_folder_that_is_no_policy_pack_is_refused_first(seams: Seams, tmp_path: Path) -> None:
+    result = invoke("preview", "dev", "--policy-pack", str(tmp_path))
+    assert result.exit_code == 1
+    assert f"--policy-pack {tmp_path}: no PulumiPolicy.yaml there" in result.stderr
+    assert seams.reached == []

@@ -95,3 +95,42 @@ def test_the_pack_program_builds_the_pack(monkeypatch: pytest.MonkeyPatch) -> No
     runpy.run_path(str(REPO / "policies" / "__main__.py"), run_name="__main__")
     assert built == [("fermion", len(RULES))]
     assert (Path(REPO / "policies" / "PulumiPolicy.yaml")).is_file()
+
+
+def _open_ingress() -> PolicyResource:
+    rule = {"fromPort": 22, "toPort": 22, "protocol": "tcp", "cidrBlocks": ["0.0.0.0/0"]}
+    return engine_resource(
+        "aws:ec2/securityGroup:SecurityGroup", "open", {"ingress": [rule], "name": "open"}
+    )
+
+
+def test_an_advisory_policy_skips_what_its_config_waives() -> None:
+    rule = rule_named("sg-open-ingress")
+    assert rule is not None
+    policy = stack_policy(rule)
+    assert policy.config_schema is not None and "waivers" in policy.config_schema.properties
+    resource = _open_ingress()
+
+    def run(config: dict[str, Any]) -> list[str | None]:
+        found: list[str | None] = []
+        policy.validate(
+            StackValidationArgs([resource], config), lambda message, urn=None: found.append(urn)
+        )
+        return found
+
+    assert run({}) == [resource.urn]
+    assert run({"waivers": [{"resource": "other", "reason": "r"}]}) == [resource.urn]
+    assert run({"waivers": [{"resource": "open", "reason": "a bastion, by design"}]}) == []
+
+
+def test_a_mandatory_policy_takes_no_waivers() -> None:
+    rule = rule_named("ecr-immutable-tags")
+    assert rule is not None
+    assert stack_policy(rule).config_schema is None
+    repository = engine_resource("aws:ecr/repository:Repository", "r", {})
+    found: list[str | None] = []
+    stack_policy(rule).validate(
+        StackValidationArgs([repository], {"waivers": [{"resource": "r", "reason": "x"}]}),
+        lambda message, urn=None: found.append(urn),
+    )
+    assert found == [repository.urn]
