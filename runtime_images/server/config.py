@@ -20,7 +20,9 @@ DATATYPES = (
 )  # fmt: skip
 _TENSOR_SPEC = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_.]*):(?P<dtype>[A-Z0-9]+):(?P<shape>.+)$")
 FORMATS = ("auto", "torchscript", "export", "handler")
-PRECISIONS = ("fp32", "fp16", "bf16")
+# int8 is dynamic quantization: Linear layers' weights in int8, activations quantized per batch
+# on the fly; CPU only.
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # How long a SIGTERM'd server drains before it exits. A pod's terminationGracePeriodSeconds must
 # be at least this, or the kubelet kills the server mid-drain.
 DEFAULT_GRACE_PERIOD_S = 30.0

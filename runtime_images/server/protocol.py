@@ -65,10 +65,11 @@ def _object(value: object, where: str) -> dict[str, Any]:
 
 
 def _shape(value: object, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
-    ):
+    if not isinstance(value, list):
         raise BadRequest(f"{where}: `shape` must be a list of non-negative integers")
+    for d in value:  # a loop, not all(...): this runs for every input of every request
+        if type(d) is not int or d < 0:  # bool is a subclass of int, and is refused
+            raise BadRequest(f"{where}: `shape` must be a list of non-negative integers")
     return tuple(value)
 
 

@@ -77,6 +77,7 @@ class ServedModel:
         self._executor: ThreadPoolExecutor | None = None
         self._labels = (config.name,)
         self._batched_rows = False
+        self._input_names: frozenset[str] = frozenset()
         # A handler run in fp16 or bf16: its floating outputs go back to their declared types.
         self._output_dtypes: dict[str, torch.dtype] = {}
 
@@ -96,14 +97,23 @@ class ServedModel:
 
     def _load(self) -> None:
         started = time.perf_counter()
-        self.device = pick_device(self.config.device)
+        requested = self.config.device
+        if requested == "auto" and self.config.precision == "int8":
+            requested = "cpu"  # dynamic quantization runs on the CPU only
+        self.device = pick_device(requested)
         fetched = fetch(self.config.path)
         self.metrics.fetch_bytes.set(self._labels, fetched.downloaded_bytes)
         self.metrics.fetch_seconds.set(self._labels, fetched.seconds)
         local = fetched.path
         handler, path = resolve_model(replace(self.config, path=str(local)))
         try:
-            load_handler(handler, path, self.device, DTYPES[self.config.precision])
+            load_handler(
+                handler,
+                path,
+                self.device,
+                DTYPES[self.config.precision],
+                quantize=self.config.precision == "int8",
+            )
         except LoadError:
             raise
         except Exception as exc:  # a handler's load() may raise anything
@@ -116,7 +126,7 @@ class ServedModel:
         else:
             self.inputs = self.config.inputs or declared_specs(handler, "inputs")
             self.outputs = declared_specs(handler, "outputs")
-            if self.config.precision != "fp32":
+            if self.config.precision in ("fp16", "bf16"):
                 self._output_dtypes = {
                     s.name: dtype
                     for s in self.outputs
@@ -128,6 +138,7 @@ class ServedModel:
                 f"{type(handler).__name__} declares no inputs; give it an `inputs` attribute "
                 "such as ['text:BYTES:-1']"
             )
+        self._input_names = frozenset(s.name for s in self.inputs)
         self._warm_up()
         self.metrics.load_seconds.set(self._labels, time.perf_counter() - started)
         log.info(
@@ -236,8 +247,8 @@ class ServedModel:
         given = {t.name: t for t in request.inputs}
         if len(given) != len(request.inputs):
             raise BadRequest("an input name appears twice in the request")
-        unknown = sorted(set(given) - {s.name for s in self.inputs})
-        if unknown:
+        if not self._input_names.issuperset(given):
+            unknown = sorted(set(given) - self._input_names)
             raise BadRequest(
                 f"model {self.name!r} has no input {unknown[0]!r}; its inputs are "
                 f"{_spec_text(self.inputs)}"

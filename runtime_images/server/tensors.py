@@ -53,6 +53,8 @@ _BY_TORCH = {d.torch: d for d in DATATYPES.values() if d.torch is not None}
 _BY_NUMPY = {d.numpy: d for d in DATATYPES.values() if d.numpy is not None}
 _LITTLE: Literal["<"] = "<"
 _FLOATS = frozenset({"FP16", "FP32", "FP64"})
+# array module type codes with the same layout as the V2 float datatypes (FP16 has none).
+_ARRAY_CODES = {"FP32": "f", "FP64": "d"}
 
 
 def datatype(name: object, where: str) -> Datatype:
@@ -107,9 +109,14 @@ def from_json(data: object, dtype: Datatype, shape: tuple[int, ...], where: str)
         raise BadRequest(f"{where}: {dtype.name} tensors travel only as binary data")
     try:
         if dtype.name in _FLOATS and data and not isinstance(data[0], list):
-            # array('d') converts a flat list of numbers in C, faster than numpy's own path.
-            array = np.frombuffer(array_module.array("d", data), dtype=np.float64)
-            if dtype.name != "FP64":
+            # array() converts a flat list of numbers in C, faster than numpy's own path; FP32
+            # goes straight to single precision ('f' turns out-of-range values into inf, as
+            # numpy does), with no float64 copy in between.
+            code = _ARRAY_CODES.get(dtype.name)
+            if code is not None:
+                array = np.frombuffer(array_module.array(code, data), dtype=dtype.numpy)
+            else:
+                array = np.frombuffer(array_module.array("d", data), dtype=np.float64)
                 with np.errstate(over="ignore"):  # out of range becomes inf, as in numpy
                     array = array.astype(dtype.numpy)
         else:
