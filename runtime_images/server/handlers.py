@@ -123,6 +123,13 @@ class TorchModelHandler:
                 )
             self._module = quantize_script(self._module, device, str(self.path))
         if self.config.compile:
+            if kind != "export":
+                # torch.compile raises on a TorchScript module at its first call.
+                raise LoadError(
+                    f"{self.path}: compile (torch.compile) does not take TorchScript modules; "
+                    "save the model with torch.export.save to a .pt2 file to compile it, or "
+                    "leave compile off"
+                )
             self._module = torch.compile(self._module)
         if not self.inputs:
             raise LoadError(
