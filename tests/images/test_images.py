@@ -375,6 +375,10 @@ def test_serve_docker_runs_the_minilm_handler_image(
     reader.start()
     try:
         _wait_ready(port, lambda: serve.poll() is None)
+        # fermion serve announces the URL once it has seen the server ready too.
+        deadline = time.monotonic() + 60
+        while not any("ready" in line for line in output) and time.monotonic() < deadline:
+            time.sleep(0.1)
         measurements.record(
             "minilm_serve_docker_build_to_ready_seconds", round(time.monotonic() - started, 1)
         )
