@@ -2,6 +2,8 @@
 
 A push is resumable and idempotent. Each uploaded object carries its SHA-256 in its metadata,
 so a re-run skips every file already there with the same size and sum, and sends only the rest.
+A large file goes up in parts that outlive an interruption (`resumable_upload`): a re-run sends
+only the parts S3 does not hold yet.
 The manifest goes up last: until it exists the version is not published and the server will not
 load it. A published version is never overwritten unless `force` is given; then its manifest is
 deleted first, so an interrupted forced push leaves the version unpublished rather than mixed.
@@ -21,10 +23,13 @@ from fermion.stacks.model_store_access import (
     ManifestEntry,
     ModelLocation,
     TransferProgress,
+    concurrency,
     manifest_text,
+    part_size,
     read_manifest,
     transfer_config,
 )
+from fermion.stacks.resumable_upload import upload_in_parts
 
 __all__ = [
     "EmptyModelError",
@@ -161,8 +166,8 @@ def push_model(
     if progress is not None:
         progress.start(sent_bytes)
     config = transfer_config()
-    for item in to_send:
-        _upload_one(client, location, item, config, progress)
+    # What went this run: a large file a stopped run left half-sent counts only its new parts.
+    sent_now = sum(_upload_one(client, location, item, config, progress) for item in to_send)
     stale = tuple(sorted(name for name in there if name not in wanted))
     with aws_errors(every=True):
         for name in stale:
@@ -178,7 +183,7 @@ def push_model(
         len(files),
         total,
         len(to_send),
-        sent_bytes,
+        sent_now,
         already_published=False,
         removed=stale,
     )
@@ -209,17 +214,38 @@ def _upload_one(
     item: LocalFile,
     config: Any,
     progress: TransferProgress | None,
-) -> None:
-    """Send one file, in parallel parts when it is large, with its sum in its metadata."""
+) -> int:
+    """Send one file, in parallel parts that a re-run goes on with when it is large, with its
+    sum in its metadata. Returns the bytes sent."""
     from boto3.exceptions import S3UploadFailedError
 
+    metadata = {SHA256_METADATA: item.sha256}
+    if item.size >= part_size():
+        try:
+            return upload_in_parts(
+                client,
+                location.bucket,
+                f"{location.prefix}{item.name}",
+                item.path,
+                item.sha256,
+                metadata,
+                part_bytes=part_size(),
+                concurrency=concurrency(),
+                advance=None if progress is None else progress.advance,
+            )
+        except FermionError as exc:
+            raise FermionError(
+                f"uploading {item.path} to {location.uri} failed: {exc}. Run the same push "
+                "again: it sends only the parts S3 does not hold yet, and the version stays "
+                "unpublished until it completes"
+            ) from None
     try:
         with aws_errors(every=True):
             client.upload_file(
                 str(item.path),
                 location.bucket,
                 f"{location.prefix}{item.name}",
-                ExtraArgs={"Metadata": {SHA256_METADATA: item.sha256}},
+                ExtraArgs={"Metadata": metadata},
                 Config=config,
                 Callback=None if progress is None else progress.advance,
             )
@@ -228,3 +254,4 @@ def _upload_one(
             f"uploading {item.path} to {location.uri} failed ({exc}). Run the same push again: "
             "it sends only what is missing, and the version stays unpublished until it completes"
         ) from None
+    return item.size

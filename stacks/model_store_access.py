@@ -177,6 +177,16 @@ def s3_client(region: str) -> Any:
         return boto3.session.Session().client("s3", region_name=region, config=config)
 
 
+def part_size() -> int:
+    """The bytes in one part of a multipart transfer."""
+    return _PART_BYTES
+
+
+def concurrency() -> int:
+    """How many parts move at once."""
+    return _CONCURRENCY
+
+
 def transfer_config() -> Any:
     """boto3's transfer settings for model files: multipart parts sent and fetched in parallel."""
     from boto3.s3.transfer import TransferConfig

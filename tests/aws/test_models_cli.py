@@ -47,8 +47,9 @@ config:
 
 
 @pytest.fixture
-def store(s3: Any, tmp_path: Path) -> tuple[str, Path]:
+def store(s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
     """A bucket of its own and a stack folder whose `dev` environment names it."""
+    monkeypatch.setenv("FERMION_UPLOAD_STATE_DIR", str(tmp_path / "open-uploads"))
     bucket = f"models-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)
     stacks = tmp_path / "stacks"
@@ -268,6 +269,7 @@ def test_a_large_file_goes_up_in_parallel_parts(
     pushed(models(stacks, "push", "dev", "embed", str(model), "--json"))
     head = s3.head_object(Bucket=bucket, Key="embed/1/big.pt")
     assert head["ETag"].strip('"').endswith("-3")
+    assert head["Metadata"]["sha256"] == sha256_of(model)
     dest = tmp_path / "pulled"
     pushed(models(stacks, "pull", "dev", "embed", str(dest), "--json"))
     assert sha256_of(dest / "big.pt") == sha256_of(model)
@@ -348,3 +350,38 @@ def test_an_unnamed_bucket_without_a_stack_asks_for_bucket(
     assert result.exit_code == 1
     assert "does not name its model bucket" in result.output
     assert "its stack's outputs cannot be read" in result.output and "--bucket" in result.output
+
+
+def test_a_large_file_stopped_half_way_sends_only_its_missing_parts(
+    s3: Any, store: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fermion.stacks import model_store_access, resumable_upload
+
+    bucket, stacks = store
+    monkeypatch.setattr(model_store_access, "_PART_BYTES", 5 << 20)
+    monkeypatch.setattr(model_store_access, "_CONCURRENCY", 1)
+    model = tmp_path / "big.pt"
+    model.write_bytes(bytes(range(256)) * (11 << 12))  # 11 MiB: parts of 5, 5 and 1 MiB
+    real = resumable_upload._send_part
+    sent: list[int] = []
+
+    def stop_at_the_second_part(*args: Any) -> Any:
+        if args[3] == 2 and not sent:
+            sent.append(2)
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(resumable_upload, "_send_part", stop_at_the_second_part)
+    stopped = models(stacks, "push", "dev", "embed", str(model), "--json")
+    assert stopped.exit_code != 0
+    assert "embed/1/manifest.json" not in objects(s3, bucket, "embed/1/")
+    (upload,) = s3.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    held = s3.list_parts(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])["Parts"]
+    assert 2 not in {part["PartNumber"] for part in held} and held
+    resumed = pushed(models(stacks, "push", "dev", "embed", str(model), "--json"))
+    # What S3 held went no second time: part 2, and whatever else had not landed, went now.
+    assert resumed["sent_bytes"] == (11 << 20) - sum(part["Size"] for part in held)
+    assert resumed["sent_files"] == 1
+    dest = tmp_path / "pulled"
+    pushed(models(stacks, "pull", "dev", "embed", str(dest), "--json"))
+    assert sha256_of(dest / "big.pt") == sha256_of(model)
