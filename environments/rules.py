@@ -366,14 +366,14 @@ def _check_serving(spec: Environment, path: str, svc: ServiceSpec) -> list[SpecP
         for key, value in (
             ("hostname", svc.hostname),
             ("certificate_arn", svc.certificate_arn),
-            ("allowed_cidrs", svc.allowed_cidrs or None),
+            ("allowed_cidrs", [str(block) for block in svc.allowed_cidrs] or None),
         ):
             if value is not None:
                 problems.append(
                     SpecProblem(
                         f"{path}.{key}",
                         "only a public service has a hostname, certificate or allowed CIDRs",
-                        "set",
+                        repr(value),
                         f"Set public: true to serve it over HTTPS, or remove {key}",
                     )
                 )

@@ -177,8 +177,8 @@ def check_tenants(
             problems.append(
                 SpecProblem(
                     f"tenants[{i}].quota",
-                    f"tenant {tenant.name!r}'s services at their replicas.max, plus one rollout "
-                    f"surge pod, need more than its quota ({'; '.join(short)})",
+                    f"the services of tenant {tenant.name!r}, at their replicas.max plus one "
+                    f"rollout surge pod, need more than its quota ({'; '.join(short)})",
                     None,
                     "Raise the quota, or lower those services' replicas.max",
                 )
