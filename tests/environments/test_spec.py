@@ -110,7 +110,7 @@ def test_every_problem_is_reported_at_once(prod: dict[str, Any]) -> None:
 def test_the_message_names_file_path_value_and_fix(prod: dict[str, Any]) -> None:
     put(prod, "services[1].replicas", {"min": 5, "max": 2})
     with pytest.raises(EnvironmentSpecError) as info:
-        parse_environment(prod, "prod", source="stacks/Pulumi.prod.yaml")
+        parse_environment(prod, "prod", region="us-east-1", source="stacks/Pulumi.prod.yaml")
     message = str(info.value)
     assert message.startswith("stacks/Pulumi.prod.yaml: 1 problem")
     assert "services[1].replicas.max: max must be at least min (5) (got 2). Set max to 5" in message
@@ -293,10 +293,13 @@ def test_slices_of_a_node_count_towards_capacity(dev: dict[str, Any]) -> None:
 
 def test_pools_of_one_shape_pool_their_capacity(prod: dict[str, Any]) -> None:
     # a10-on-demand (max 4) and a10-spot (max 8) together hold 12 gpu.a10 replicas.
+    put(prod, "tenants[0].quota", {"gpus": 32, "cpu": 128, "memory_gib": 640, "pods": 40})
     put(prod, "services[0].replicas.max", 8)
-    assert parse_environment(prod, "prod").services[0].replicas.max == 8
+    assert parse_environment(prod, "prod", region="us-east-1").services[0].replicas.max == 8
     put(prod, "services[0].replicas.max", 9)
-    assert_problem(prod, "node_pools[0].size.max", "can scale to 13 replicas", env="prod")
+    assert_problem(
+        prod, "node_pools[0].size.max", "can scale to 13 replicas", env="prod", region="us-east-1"
+    )
 
 
 def test_tensor_spec_parsing() -> None:
