@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from fermion.environments import parse_environment
 from fermion.environments.errors import FermionError
@@ -30,14 +31,16 @@ from fermion.runtime_images.render import (
 )
 from fermion.runtime_images.server.config import ModelConfig, parse_tensor_spec
 
-from ..conftest import environment_data
+from ..conftest import STACKS, environment_data
 from ..runtime.conftest import start_server, v2_input
 
 HADOLINT = Path(sys.executable).with_name("hadolint")
 
 
 def _prod_services(data: dict[str, Any]) -> dict[str, ModelConfig]:
-    spec = parse_environment(data, "prod")
+    # prod's own region: its services' certificates are checked against it.
+    region = yaml.safe_load((STACKS / "Pulumi.prod.yaml").read_text())["config"]["aws:region"]
+    spec = parse_environment(data, "prod", region=region)
     return {s.name: model_config(s) for s in spec.services}
 
 
