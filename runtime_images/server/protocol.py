@@ -6,6 +6,7 @@ the raw data of each input whose parameters give a `binary_data_size` (Triton's 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,9 @@ def parse_infer_request(body: bytes | bytearray, header_length: int | None) -> I
     raw_inputs = header.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise BadRequest("the request needs a non-empty `inputs` list")
-    parameters = _object(header.get("parameters", {}), "`parameters`")
+    parameters = header.get("parameters")
+    if parameters is not None:
+        parameters = _object(parameters, "`parameters`")
     inputs = []
     offset = 0
     for i, raw in enumerate(raw_inputs):
@@ -109,7 +112,10 @@ def parse_infer_request(body: bytes | bytearray, header_length: int | None) -> I
         where = f"input {name!r}"
         dtype = datatype(spec.get("datatype"), where)
         shape = _shape(spec.get("shape"), where)
-        size = _object(spec.get("parameters", {}), f"{where} parameters").get("binary_data_size")
+        size = None
+        input_parameters = spec.get("parameters")
+        if input_parameters is not None:
+            size = _object(input_parameters, f"{where} parameters").get("binary_data_size")
         if size is not None:
             if header_length is None:
                 raise BadRequest(
@@ -145,7 +151,7 @@ def parse_infer_request(body: bytes | bytearray, header_length: int | None) -> I
         id=None if request_id is None else str(request_id),
         inputs=tuple(inputs),
         outputs=tuple(outputs),
-        binary_output=bool(parameters.get("binary_data_output", False)),
+        binary_output=parameters is not None and bool(parameters.get("binary_data_output", False)),
         binary_input=header_length is not None,
     )
 
@@ -157,20 +163,25 @@ def encode_infer_response(
     outputs: dict[str, Any],
 ) -> EncodedResponse:
     """Encode named output tensors as the client asked: JSON data, or binary after the header."""
-    wanted = request.outputs or tuple(RequestedOutput(name, None) for name in outputs)
+    # Without a list of outputs, every output goes back in the request's default form.
+    wanted: Iterable[tuple[str, bool | None]] = (
+        ((r.name, r.binary) for r in request.outputs)
+        if request.outputs
+        else ((name, None) for name in outputs)
+    )
     entries: list[dict[str, Any]] = []
     blobs: list[bytes] = []
-    for requested in wanted:
-        if requested.name not in outputs:
+    for name, requested_binary in wanted:
+        if name not in outputs:
             known = ", ".join(outputs)
-            raise BadRequest(f"model {model!r} has no output {requested.name!r}; outputs: {known}")
-        value = outputs[requested.name]
-        binary = request.binary_output if requested.binary is None else requested.binary
+            raise BadRequest(f"model {model!r} has no output {name!r}; outputs: {known}")
+        value = outputs[name]
+        binary = request.binary_output if requested_binary is None else requested_binary
         if binary:
             dtype, shape, raw = to_binary(value)
             entries.append(
                 {
-                    "name": requested.name,
+                    "name": name,
                     "datatype": dtype,
                     "shape": shape,
                     "parameters": {"binary_data_size": len(raw)},
@@ -179,9 +190,7 @@ def encode_infer_response(
             blobs.append(raw)
         else:
             dtype, shape, data = to_json_data(value)
-            entries.append(
-                {"name": requested.name, "datatype": dtype, "shape": shape, "data": data}
-            )
+            entries.append({"name": name, "datatype": dtype, "shape": shape, "data": data})
     response: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": entries}
     if request.id is not None:
         response["id"] = request.id

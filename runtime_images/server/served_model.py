@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -73,6 +73,7 @@ class ServedModel:
         self.outputs: tuple[TensorSpec, ...] = ()
         self.platform = "python_handler"
         self._handler: Any = None
+        self._rows_of: Callable[[Any], int] | None = None
         self._batcher: Batcher | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._labels = (config.name,)
@@ -119,6 +120,7 @@ class ServedModel:
         except Exception as exc:  # a handler's load() may raise anything
             raise LoadError(f"{type(handler).__name__}.load() failed: {describe(exc)}") from exc
         self._handler = handler
+        self._rows_of = getattr(handler, "rows", None)
         if isinstance(handler, TorchModelHandler):
             self.platform = "pytorch_export" if path.suffix == ".pt2" else "pytorch_torchscript"
             self.inputs = handler.inputs
@@ -229,7 +231,7 @@ class ServedModel:
         started = time.perf_counter_ns()
         inputs, rows = self._check_inputs(request)
         item = self._handler.preprocess(inputs)
-        rows_of = getattr(self._handler, "rows", None)
+        rows_of = self._rows_of
         if rows_of is not None:
             rows = rows_of(item)
         queued = time.perf_counter_ns()
