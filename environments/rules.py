@@ -293,6 +293,15 @@ def _check_workloads(spec: Environment, shapes: ShapeCatalog) -> list[SpecProble
                         "Use torch-cuda12, or leave image out",
                     )
                 )
+            if shapes.get(svc.shape).is_gpu and svc.precision == "int8":
+                problems.append(
+                    SpecProblem(
+                        f"{path}.precision",
+                        "int8 (dynamic quantization) runs on the CPU only, and this shape has GPUs",
+                        "'int8'",
+                        "Use a cpu.* shape for int8, or fp16/bf16 on a GPU shape",
+                    )
+                )
             if not shapes.get(svc.shape).is_gpu and image == "torch-cuda12":
                 problems.append(
                     SpecProblem(

@@ -181,7 +181,7 @@ class ServiceSpec(Spec):
     autoscaling: AutoscalingSpec = AutoscalingSpec()
     timeout_s: float = Field(30.0, gt=0, le=3600)
     inputs: list[Annotated[str, AfterValidator(formats.tensor_spec)]] = []
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
     env: Annotated[dict[str, str], AfterValidator(formats.env_vars)] = {}
     pip_packages: list[Annotated[str, AfterValidator(formats.pip_requirement)]] = []
     tenant: Name = Field(

@@ -207,7 +207,7 @@ BAD: list[tuple[str, Any, str, str]] = [
     ("services[0].autoscaling.metric", "cpu", "services[0].autoscaling.metric", "in_flight"),
     ("services[0].autoscaling.target", 0, "services[0].autoscaling.target", "greater than 0"),
     ("services[0].timeout_s", 0, "services[0].timeout_s", "greater than 0"),
-    ("services[0].precision", "int8", "services[0].precision", "'fp32', 'fp16' or 'bf16'"),
+    ("services[0].precision", "fp8", "services[0].precision", "'fp32', 'fp16', 'bf16' or 'int8'"),
     ("services[0].replicas.max", 3, "node_pools[0].size.max", "can scale to 3 replicas"),
     ("services[0].replica", {"max": 1}, "services[0].replica", "Did you mean 'replicas'"),
     ("servics", [], "servics", "Did you mean 'services'"),
@@ -415,3 +415,12 @@ def test_only_known_pool_shapes_are_offered(dev: dict[str, Any]) -> None:
     problem = assert_problem(dev, "services[0].shape", "no node pool has this shape")
     assert "pools offer: gpu.l4)" in str(problem)
     assert "gpu.t5" not in str(problem)
+
+
+def test_int8_runs_on_cpu_shapes_only(dev: dict[str, Any]) -> None:
+    put(dev, "services[0].precision", "int8")
+    problem = assert_problem(dev, "services[0].precision", "runs on the CPU only")
+    assert "cpu.*" in str(problem)
+    dev["node_pools"].append({"name": "cpu", "shape": "cpu.large"})
+    put(dev, "services[0].shape", "cpu.large")
+    assert parse_environment(dev, "dev").services[0].precision == "int8"
