@@ -18,7 +18,7 @@ from fermion.cli import image, models
 from fermion.cli.bootstrap import bootstrap
 from fermion.cli.console import closed_by_reader, err
 from fermion.cli.doctor import doctor
-from fermion.cli.help_format import hide_flag_types
+from fermion.cli.help_format import hide_flag_types, reflow_help
 from fermion.cli.outputs import outputs
 from fermion.cli.plan import plan
 from fermion.cli.serve import serve
@@ -100,6 +100,7 @@ app.command("up", rich_help_panel="Stacks")(up)
 app.command("destroy", rich_help_panel="Stacks")(destroy)
 app.command("refresh", rich_help_panel="Stacks")(refresh)
 app.command("outputs", rich_help_panel="Stacks")(outputs)
+reflow_help(app)
 
 
 def main() -> None:

@@ -29,10 +29,11 @@ def doctor(
         bool, typer.Option("--json", help="Print every check as JSON, for scripts.")
     ] = False,
 ) -> None:
-    """Check ENV against your AWS account before a deploy: credentials, region, zones, GPU
-    quotas, EKS version, NVIDIA AMI, bucket names and the state backend.
+    """Check ENV against your AWS account before a deploy.
 
-    Exits 1 when any check fails; warnings alone exit 0.
+    Credentials, region, zones, GPU quotas, EKS version, NVIDIA AMI, bucket names, public
+    services' certificates and the state backend. Exits 1 when any check fails; warnings alone
+    exit 0.
     """
     from fermion.environments.stack_files import load_environment
     from fermion.stacks.aws_lookups import connect

@@ -1,12 +1,17 @@
-"""Help that shows a flag as a flag.
+"""Help that shows a flag as a flag, and a docstring's paragraphs as paragraphs.
 
 typer's rich help (since it vendored click) prints every option's type beside it, flags
 included: `--json <bool>`, `--help <bool>`, as if they took a value. They take none, and
 click's plain help and older typer releases print no type for them; fermion's help does the same.
+
+In its rich markup mode typer also keeps a docstring's line breaks, so a paragraph wrapped at
+100 columns in the source breaks mid-sentence at 80 in a terminal. Commands get their docstring
+with each paragraph on one line, which the terminal then wraps.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 
@@ -31,3 +36,19 @@ def hide_flag_types() -> None:
 
 
 __all__ = ["hide_flag_types"]
+
+
+def reflowed(doc: str) -> str:
+    """`doc` with each paragraph's lines joined into one."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def reflow_help(app: Any) -> None:
+    """Give every command of a typer app (and of its sub-apps) its docstring reflowed, unless
+    it was given help of its own."""
+    for command in app.registered_commands:
+        if command.help is None and command.callback is not None and command.callback.__doc__:
+            command.help = reflowed(command.callback.__doc__)
+    for group in app.registered_groups:
+        reflow_help(group.typer_instance)

@@ -26,3 +26,15 @@ def test_options_that_take_a_value_still_show_its_type() -> None:
     assert "<int>" in port
     compile_flag = next(line for line in result.stdout.splitlines() if "--compile " in line)
     assert "<" not in compile_flag
+
+
+@pytest.mark.parametrize("path", sorted(command_flags()), ids=lambda p: " ".join(p) or "fermion")
+def test_a_help_paragraph_breaks_only_where_the_terminal_does(path: tuple[str, ...]) -> None:
+    # Wide enough that no paragraph of a docstring needs wrapping: each is one line, then.
+    result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "400"})
+    lines = [line.strip() for line in result.stdout.split("╭")[0].splitlines()]
+    text = [line for line in lines if line and not line.startswith("Usage:")]
+    paragraphs = "\n".join(lines).split("\n\n")
+    assert text, result.stdout
+    for paragraph in paragraphs:
+        assert "\n" not in paragraph.strip() or paragraph.strip().startswith("Usage:"), paragraph
