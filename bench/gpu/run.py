@@ -122,14 +122,17 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], limit_s: float = 240
     raise RuntimeError("server not ready in time")
 
 
-def run_wrk(port: int, path: str, body_file: Path, header_length: int, conns: int, secs: int) -> dict[str, Any]:  # noqa: E501
+def run_wrk(
+    port: int, path: str, body_file: Path, header_length: int, conns: int, secs: int
+) -> dict[str, Any]:
     env = {
         **os.environ,
         "BENCH_BODY": str(body_file),
         "BENCH_CONTENT_TYPE": "application/octet-stream",
         "BENCH_HEADER_LENGTH": str(header_length),
     }
-    argv = ["wrk", f"-t{min(2, conns)}", f"-c{conns}", f"-d{secs}s", "--timeout", "20s", "-s", str(LUA)]
+    threads = min(2, conns)
+    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{secs}s", "--timeout", "20s", "-s", str(LUA)]
     done = subprocess.run(
         [*argv, f"http://{HOST}:{port}{path}"],
         env=env,
