@@ -7,7 +7,6 @@ outputs) passed beside it. `Platform` composes with them.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pulumi
@@ -149,8 +148,8 @@ def tenant_args(spec: EnvironmentSpec, tenant: TenantSpec, cluster: ClusterCore)
         namespace=tenant.namespace_name,
         quota=TenantQuota(
             gpus=quota.gpus,
-            cpu_millicores=math.ceil(quota.cpu * 1000 - 1e-6),
-            memory_mib=math.ceil(quota.memory_gib * 1024 - 1e-6),
+            cpu_millicores=quota.cpu_millicores,
+            memory_mib=quota.memory_mib,
             pods=quota.pods,
         ),
         cluster=cluster,

@@ -8,6 +8,7 @@ and `fermion.environments.rules`.
 from __future__ import annotations
 
 import ipaddress
+import math
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -212,6 +213,16 @@ class TenantQuotaSpec(Spec):
     cpu: float = Field(gt=0, le=1_000_000, description="CPU cores requested.")
     memory_gib: float = Field(gt=0, le=10_000_000, description="Memory in GiB.")
     pods: int = Field(ge=1, le=1_000_000, description="Pods.")
+
+    @property
+    def cpu_millicores(self) -> int:
+        """`cpu` in millicores, as the ResourceQuota holds it (a fraction of one is dropped)."""
+        return math.floor(self.cpu * 1000 + 1e-6)
+
+    @property
+    def memory_mib(self) -> int:
+        """`memory_gib` in MiB, as the ResourceQuota holds it (a fraction of one is dropped)."""
+        return math.floor(self.memory_gib * 1024 + 1e-6)
 
 
 class TenantSpec(Spec):

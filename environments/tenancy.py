@@ -91,9 +91,9 @@ def _fits(quota: TenantQuotaSpec, demand: Demand) -> list[str]:
     short = []
     if demand.gpus > quota.gpus:
         short.append(f"gpus: needs {demand.gpus}, quota {quota.gpus}")
-    if demand.millicores > math.floor(quota.cpu * 1000 + 1e-6):
+    if demand.millicores > quota.cpu_millicores:
         short.append(f"cpu: needs {demand.millicores / 1000:g} cores, quota {quota.cpu:g}")
-    if demand.memory_mib > math.floor(quota.memory_gib * 1024 + 1e-6):
+    if demand.memory_mib > quota.memory_mib:
         short.append(
             f"memory_gib: needs {math.ceil(demand.memory_mib / 1024 * 100) / 100:g}, "
             f"quota {quota.memory_gib:g}"

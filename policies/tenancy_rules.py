@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 
+from fermion.environments.tenancy import RESERVED_NAMESPACES
 from fermion.policies.findings import MANDATORY, Resource, Rule, is_unknown
 from fermion.policies.links import as_list
 
@@ -18,8 +19,6 @@ NETWORK_POLICIES = ("kubernetes:networking.k8s.io/v1:NetworkPolicy",)
 QUOTAS = ("kubernetes:core/v1:ResourceQuota",)
 SCALERS = ("kubernetes:http.keda.sh/v1alpha1:HTTPScaledObject",)
 DEPLOYMENTS = ("kubernetes:apps/v1:Deployment",)
-# Kubernetes' own namespaces and those of the add-ons fermion installs: not tenants.
-NOT_TENANTS = ("default", "kube-system", "kube-public", "kube-node-lease", "keda", "nvidia")
 _PSS = "pod-security.kubernetes.io"
 _ALB = "alb.ingress.kubernetes.io"
 # The server's ways of being given tokens; with either, requests need one.
@@ -48,7 +47,7 @@ def tenant_namespace(namespace: Resource, stack: Sequence[Resource]) -> Iterator
     """A namespace for workloads enforces the restricted Pod Security Standard, denies all
     traffic it does not allow, and has a ResourceQuota."""
     name = namespace.get("metadata", "name")
-    if not isinstance(name, str) or is_unknown(name) or name in NOT_TENANTS:
+    if not isinstance(name, str) or is_unknown(name) or name in RESERVED_NAMESPACES:
         return
     labels = namespace.get("metadata", "labels") or {}
     if labels.get(f"{_PSS}/enforce") != "restricted":
