@@ -62,6 +62,18 @@ PolicyPackDir = Annotated[
 ]
 
 
+def _open(env: str, stacks_dir: Path | None, policy_pack: Path | None) -> OpenedStack:
+    """ENV's stack, once its file and the policy pack (when one is named) are checked: a bad
+    pack folder is refused before the Pulumi CLI, backend and credential checks."""
+    from fermion.cli.stack_target import check_environment, open_environment
+    from fermion.stacks.operations import require_policy_pack
+
+    checked = check_environment(env, stacks_dir)
+    if policy_pack is not None:
+        require_policy_pack(policy_pack)
+    return open_environment(checked, create=True)
+
+
 @contextmanager
 def _policy_options(pack: Path | None, opened: OpenedStack) -> Iterator[dict[str, Any]]:
     from fermion.stacks.operations import policy_pack_options
@@ -77,14 +89,10 @@ def preview(
     policy_pack: PolicyPackDir = None,
 ) -> None:
     """Show what `fermion up ENV` would change, from Pulumi's own preview against AWS."""
-    from fermion.cli.stack_target import check_environment, open_environment
     from fermion.stacks.confirm import StepRecorder
-    from fermion.stacks.operations import changes_json, require_policy_pack, run_operation
+    from fermion.stacks.operations import changes_json, run_operation
 
-    checked = check_environment(env, stacks_dir)
-    if policy_pack is not None:
-        require_policy_pack(policy_pack)
-    opened = open_environment(checked, create=True)
+    opened = _open(env, stacks_dir, policy_pack)
     _header(opened, as_json)
     recorder = StepRecorder()
     with (
@@ -119,13 +127,7 @@ def up(
 ) -> None:
     """Create or update ENV's resources in AWS. Asks first when a stateful resource would be
     replaced or deleted."""
-    from fermion.cli.stack_target import check_environment, open_environment
-    from fermion.stacks.operations import require_policy_pack
-
-    checked = check_environment(env, stacks_dir)
-    if policy_pack is not None:
-        require_policy_pack(policy_pack)
-    opened = open_environment(checked, create=True)
+    opened = _open(env, stacks_dir, policy_pack)
     _header(opened, as_json)
     with _policy_options(policy_pack, opened) as policy:
         _up(opened, env, yes, as_json, policy)
