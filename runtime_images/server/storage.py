@@ -13,14 +13,17 @@ fetched again.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import LoadError
 
@@ -34,6 +37,20 @@ _PART_BYTES = 16 << 20
 _MAX_PART_BYTES = 256 << 20
 _CONCURRENCY = 10
 _ATTEMPTS = 8
+# The node's model cache (node_cache.py), as http://HOST:PORT; unset, there is none.
+CACHE_URL_VARIABLE = "FERMION_MODEL_CACHE_URL"
+# Where a file came from, as /metrics labels it.
+SOURCE_NODE_CACHE = "node_cache"
+SOURCE_S3 = "s3"
+# The node's cache is on the node: a connection or read that stalls this long means it is
+# down or overloaded, and the file comes from S3 instead.
+_CACHE_TIMEOUT_S = 2.0
+# A node-local cache moves far more than this; a transfer slower than it on average (after a
+# few seconds' grace) is given up.
+_CACHE_MIN_BYTES_PER_S = 32 << 20
+_CACHE_GRACE_S = 5.0
+
+log = logging.getLogger("fermion.server")
 
 
 def cache_root() -> Path:
@@ -41,7 +58,10 @@ def cache_root() -> Path:
 
 
 def materialize(
-    location: str, cache: Path | None = None, counter: Callable[[int], None] | None = None
+    location: str,
+    cache: Path | None = None,
+    counter: Callable[[int], None] | None = None,
+    sources: Sources | None = None,
 ) -> Path:
     """A local path holding the model at `location`, fetched from S3 when needed and verified.
 
@@ -57,7 +77,8 @@ def materialize(
     location = expanded
     if location.startswith("s3://"):
         # Each file fetched from S3 was checked against the manifest as it arrived.
-        return _fetch_s3(location, cache_root() if cache is None else cache, counter)
+        root = cache_root() if cache is None else cache
+        return _fetch_s3(location, root, counter, Sources() if sources is None else sources)
     path = Path(location)
     if not path.exists():
         raise LoadError(f"model path {path} does not exist")
@@ -113,21 +134,45 @@ def verify_manifest(folder: Path) -> None:
 
 
 @dataclass(frozen=True)
+class Loaded:
+    """Files, and their bytes, that came from one source."""
+
+    files: int = 0
+    bytes: int = 0
+
+
+class Sources:
+    """Files and bytes by where they came from (`SOURCE_NODE_CACHE`, `SOURCE_S3`)."""
+
+    def __init__(self) -> None:
+        self.by_source: dict[str, Loaded] = {}
+
+    def add(self, source: str, size: int) -> None:
+        before = self.by_source.get(source, Loaded())
+        self.by_source[source] = Loaded(before.files + 1, before.bytes + size)
+
+
+@dataclass(frozen=True)
 class Fetched:
-    """A model made local: its path, and the bytes downloaded for it and how long that took
-    (0 and 0.0 for a local path, or when every file was in the cache already)."""
+    """A model made local: its path, the bytes downloaded from S3 for it and how long the
+    fetch took (0 and 0.0 for a local path, or when every file was in the pod's cache
+    already), and the files and bytes by source (`node_cache`, `s3`)."""
 
     path: Path
     downloaded_bytes: int
     seconds: float
+    by_source: dict[str, Loaded] = field(default_factory=dict)
 
 
 def fetch(location: str, cache: Path | None = None) -> Fetched:
-    """`materialize`, with what it downloaded and how long it took, for /metrics."""
+    """`materialize`, with what it fetched, from where, and how long it took, for /metrics."""
     started = time.perf_counter()
     counter = _Counter()
-    path = materialize(location, cache, counter)
-    return Fetched(path, counter.total, time.perf_counter() - started if counter.total else 0.0)
+    sources = Sources()
+    path = materialize(location, cache, counter, sources)
+    fetched_any = counter.total or sources.by_source
+    seconds = time.perf_counter() - started if fetched_any else 0.0
+    return Fetched(path, counter.total, seconds, dict(sources.by_source))
 
 
 class _Counter:
@@ -174,7 +219,9 @@ def _transfer_config(size: int | None = None) -> Any:
     )
 
 
-def _fetch_s3(uri: str, cache: Path, counter: Callable[[int], None] | None = None) -> Path:
+def _fetch_s3(
+    uri: str, cache: Path, counter: Callable[[int], None] | None, sources: Sources
+) -> Path:
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, _, key = uri[len("s3://") :].partition("/")
@@ -183,6 +230,7 @@ def _fetch_s3(uri: str, cache: Path, counter: Callable[[int], None] | None = Non
     client = _s3_client()
     config = _transfer_config()
     target = cache / bucket / key.strip("/")
+    node_cache = node_cache_url()
     try:
         if key and not key.endswith("/") and _object_exists(client, bucket, key):
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -203,9 +251,17 @@ def _fetch_s3(uri: str, cache: Path, counter: Callable[[int], None] | None = Non
             if expected is not None and _cached(local, expected):
                 continue
             local.parent.mkdir(parents=True, exist_ok=True)
+            if node_cache is not None and expected is not None:
+                from_cache = from_node_cache(node_cache, str(expected["sha256"]), local)
+                if from_cache is not None:
+                    sources.add(SOURCE_NODE_CACHE, from_cache)
+                    continue
             size = expected.get("size") if expected is not None else None
             sized = _transfer_config(size) if isinstance(size, int) else config
             _download(client, bucket, f"{prefix}{name}", local, sized, counter, expected)
+            sources.add(SOURCE_S3, local.stat().st_size)
+            if node_cache is not None and expected is not None:
+                to_node_cache(node_cache, str(expected["sha256"]), local)
     except (BotoCoreError, ClientError) as exc:
         raise LoadError(f"cannot fetch {uri}: {exc}") from None
     if manifest is not None:
@@ -315,4 +371,96 @@ def _object_exists(client: Any, bucket: str, key: str) -> bool:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return False
         raise
+    return True
+
+
+def node_cache_url() -> str | None:
+    """The node's model cache, from `FERMION_MODEL_CACHE_URL`; None when it is not set."""
+    url = os.environ.get(CACHE_URL_VARIABLE, "").strip().rstrip("/")
+    return url if url else None
+
+
+def _cache_connection(url: str) -> tuple[http.client.HTTPConnection, str]:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"{CACHE_URL_VARIABLE}={url!r} is not an http://HOST:PORT address")
+    connection = http.client.HTTPConnection(
+        parts.hostname, parts.port or 80, timeout=_CACHE_TIMEOUT_S
+    )
+    return connection, parts.path.rstrip("/")
+
+
+def _cache_deadline(size: int) -> float:
+    return time.monotonic() + _CACHE_GRACE_S + size / _CACHE_MIN_BYTES_PER_S
+
+
+def from_node_cache(url: str, sha256: str, local: Path) -> int | None:
+    """Fetch the blob `sha256` from the node's cache into `local` and return its size, if the
+    cache holds it and its bytes have that sum; None otherwise (the caller uses S3)."""
+    partial = local.with_name(f".{local.name}.{os.getpid()}.node-cache.partial")
+    try:
+        connection, base = _cache_connection(url)
+        try:
+            connection.request("GET", f"{base}/blobs/sha256/{sha256}")
+            answer = connection.getresponse()
+            if answer.status != 200:
+                answer.read()
+                return None
+            deadline = _cache_deadline(answer.length or 0)
+            digest = hashlib.sha256()
+            received = 0
+            with partial.open("wb") as out:
+                while chunk := answer.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    received += len(chunk)
+                    if time.monotonic() > deadline:
+                        log.warning("node cache %s is too slow; fetching from S3", url)
+                        return None
+        finally:
+            connection.close()
+        if digest.hexdigest() != sha256:
+            log.warning(
+                "node cache %s answered a blob whose sha256 is not %s...; fetching from S3",
+                url,
+                sha256[:12],
+            )
+            return None
+        partial.replace(local)
+        return received
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        log.warning("node cache %s unavailable (%s); fetching from S3", url, exc)
+        return None
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def to_node_cache(url: str, sha256: str, local: Path) -> bool:
+    """Offer the checked file `local` to the node's cache as blob `sha256`: whether the cache
+    holds it now. A cache that is down, full or slow only makes this False."""
+    size = local.stat().st_size
+    try:
+        connection, base = _cache_connection(url)
+        try:
+            connection.putrequest("PUT", f"{base}/blobs/sha256/{sha256}")
+            connection.putheader("Content-Type", "application/octet-stream")
+            connection.putheader("Content-Length", str(size))
+            connection.endheaders()
+            deadline = _cache_deadline(size)
+            with local.open("rb") as source:
+                while chunk := source.read(_CHUNK):
+                    connection.send(chunk)
+                    if time.monotonic() > deadline:
+                        log.warning("node cache %s is too slow to take %s", url, local.name)
+                        return False
+            answer = connection.getresponse()
+            detail = answer.read().decode("utf-8", "replace").strip()
+        finally:
+            connection.close()
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        log.warning("node cache %s did not take %s (%s)", url, local.name, exc)
+        return False
+    if answer.status not in (200, 201):
+        log.warning("node cache %s did not take %s: %s %s", url, local.name, answer.status, detail)
+        return False
     return True

@@ -1,0 +1,196 @@
+"""The server's loader with the node's model cache, against a moto server reached through a
+proxy on loopback that counts every request: a second pod on the node loads from the cache with
+no GET of the model's bytes from S3, a poisoned or cut-short blob is never used, and a cache that
+is down costs nothing but the time to find out."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import pytest
+
+from fermion.runtime_images.server import storage
+from fermion.runtime_images.server.node_cache import BlobStore, CacheServer
+from fermion.stacks.model_push import local_files, push_model
+from fermion.stacks.model_store_access import ModelLocation
+
+from ..runtime.conftest import free_port
+
+WEIGHTS = bytes(range(256)) * (6 << 12)  # 6 MiB
+CONFIG = b'{"a": 1}\n'
+
+
+class _CountingProxy(BaseHTTPRequestHandler):
+    """Forwards every request to moto and records its method and path."""
+
+    upstream: ClassVar[str] = ""
+    requests: ClassVar[list[tuple[str, str]]] = []
+    lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _forward(self) -> None:
+        with self.lock:
+            self.requests.append((self.command, urlsplit(self.path).path))
+        length = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(length) if length else None
+        target = urlsplit(self.upstream)
+        connection = http.client.HTTPConnection(str(target.hostname), target.port, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+        headers["Host"] = target.netloc
+        connection.request(self.command, self.path, body=body, headers=headers)
+        answer = connection.getresponse()
+        data = answer.read()
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+
+@pytest.fixture
+def counted(moto: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """boto3 in this process reaches moto through the counting proxy."""
+    _CountingProxy.upstream = moto["AWS_ENDPOINT_URL"]
+    _CountingProxy.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CountingProxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def node_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BlobStore]:
+    """A node cache on loopback, named to the loader by FERMION_MODEL_CACHE_URL."""
+    store = BlobStore(tmp_path / "node-cache", max_bytes=64 << 20)
+    server = CacheServer(("127.0.0.1", 0), store)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(storage.CACHE_URL_VARIABLE, f"http://127.0.0.1:{server.server_address[1]}")
+    yield store
+    server.shutdown()
+    server.server_close()
+
+
+def _pushed(s3: Any, tmp_path: Path) -> ModelLocation:
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "weights.bin").write_bytes(WEIGHTS)
+    (folder / "sub" / "config.json").write_bytes(CONFIG)
+    location = ModelLocation(f"node-cache-{uuid.uuid4().hex[:12]}", "m", "1")
+    s3.create_bucket(Bucket=location.bucket)
+    push_model(s3, location, local_files(folder))
+    return location
+
+
+def _model_gets(location: ModelLocation) -> list[str]:
+    """The GETs of the model's files (not its manifest) that reached S3."""
+    files = {
+        f"/{location.bucket}/{location.prefix}{name}" for name in ("weights.bin", "sub/config.json")
+    }
+    return [path for method, path in _CountingProxy.requests if method == "GET" and path in files]
+
+
+def _assert_loaded(fetched: storage.Fetched) -> None:
+    assert (fetched.path / "weights.bin").read_bytes() == WEIGHTS
+    assert (fetched.path / "sub" / "config.json").read_bytes() == CONFIG
+
+
+def test_a_second_pod_on_the_node_loads_from_the_cache_without_s3(
+    s3: Any, tmp_path: Path, node_cache: BlobStore, counted: str
+) -> None:
+    location = _pushed(s3, tmp_path)
+    first = storage.fetch(location.uri, tmp_path / "pod-a")
+    _assert_loaded(first)
+    assert first.by_source == {"s3": storage.Loaded(2, len(WEIGHTS) + len(CONFIG))}
+    assert len(_model_gets(location)) >= 2
+    assert node_cache.used_bytes == len(WEIGHTS) + len(CONFIG)
+
+    _CountingProxy.requests = []
+    second = storage.fetch(location.uri, tmp_path / "pod-b")  # another pod: its own /tmp
+    _assert_loaded(second)
+    assert second.by_source == {"node_cache": storage.Loaded(2, len(WEIGHTS) + len(CONFIG))}
+    assert second.downloaded_bytes == 0
+    assert _model_gets(location) == []
+    # The manifest, and the sums in it, still come from S3 with the pod's own role.
+    assert ("GET", f"/{location.bucket}/{location.prefix}manifest.json") in _CountingProxy.requests
+
+
+@pytest.mark.parametrize("damage", ["poisoned", "truncated"])
+def test_a_damaged_blob_is_never_used(
+    s3: Any, tmp_path: Path, node_cache: BlobStore, counted: str, damage: str
+) -> None:
+    location = _pushed(s3, tmp_path)
+    storage.fetch(location.uri, tmp_path / "pod-a")
+    blob = node_cache.blobs / storage.sha256_of(tmp_path / "model" / "weights.bin")
+    if damage == "poisoned":
+        blob.write_bytes(b"\0" * len(WEIGHTS))  # the same size, other bytes
+    else:
+        blob.write_bytes(WEIGHTS[: len(WEIGHTS) // 2])
+
+    _CountingProxy.requests = []
+    fetched = storage.fetch(location.uri, tmp_path / "pod-b")
+    _assert_loaded(fetched)
+    assert fetched.by_source == {
+        "node_cache": storage.Loaded(1, len(CONFIG)),
+        "s3": storage.Loaded(1, len(WEIGHTS)),
+    }
+    assert _model_gets(location) != []
+    assert all(path.endswith("weights.bin") for path in _model_gets(location))
+    assert not list((tmp_path / "pod-b").rglob("*.partial"))
+
+
+def test_a_cache_that_is_down_does_not_fail_the_load(
+    s3: Any, tmp_path: Path, counted: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    location = _pushed(s3, tmp_path)
+    monkeypatch.setenv(storage.CACHE_URL_VARIABLE, f"http://127.0.0.1:{free_port()}")
+    fetched = storage.fetch(location.uri, tmp_path / "pod-a")
+    _assert_loaded(fetched)
+    assert fetched.by_source == {"s3": storage.Loaded(2, len(WEIGHTS) + len(CONFIG))}
+
+
+def test_a_full_cache_does_not_fail_the_load(
+    s3: Any, tmp_path: Path, counted: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    location = _pushed(s3, tmp_path)
+    store = BlobStore(tmp_path / "small-cache", max_bytes=1 << 20)  # the weights do not fit
+    server = CacheServer(("127.0.0.1", 0), store)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(storage.CACHE_URL_VARIABLE, f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        first = storage.fetch(location.uri, tmp_path / "pod-a")
+        second = storage.fetch(location.uri, tmp_path / "pod-b")
+    finally:
+        server.shutdown()
+        server.server_close()
+    _assert_loaded(first)
+    _assert_loaded(second)
+    assert store.used_bytes == len(CONFIG)
+    assert second.by_source == {
+        "node_cache": storage.Loaded(1, len(CONFIG)),
+        "s3": storage.Loaded(1, len(WEIGHTS)),
+    }
+
+
+def test_a_cache_address_that_is_not_http_does_not_fail_the_load(
+    s3: Any, tmp_path: Path, counted: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    location = _pushed(s3, tmp_path)
+    monkeypatch.setenv(storage.CACHE_URL_VARIABLE, "unix:///var/run/cache.sock")
+    _assert_loaded(storage.fetch(location.uri, tmp_path / "pod-a"))
