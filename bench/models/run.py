@@ -10,6 +10,11 @@ Each round fetches the same object with every method, in turn, into a fresh fold
   inside its time; the others' bytes are checked outside theirs);
 - `one GET`: a single streamed `get_object`;
 - `boto3 defaults`: `download_file` with boto3's default TransferConfig;
+- `boto3 CRT`: boto3's transfer manager on its CRT client (`awscrt`), made by boto3's own
+  `create_transfer_manager` with `TransferConfig(preferred_transfer_client="crt")` and the same
+  range size and streams as fermion's loader, then the same SHA-256 check, inside its time. boto3
+  always opens the CRT client with TLS, and moto on loopback speaks plain HTTP, so the run turns
+  TLS off in that one call (`_crt_probe` records what boto3's unchanged path does);
 - `curl ranges`: the server's own limit, from outside Python: as many `curl` processes as
   fermion has requests in flight, each fetching one contiguous range.
 Writes bench/models/RESULTS.md and results.json.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -114,6 +120,71 @@ def boto3_defaults(dest: Path, endpoint: str, size: int) -> Path:
     return target
 
 
+def _crt_without_tls() -> None:
+    """Make boto3 open its CRT client without TLS: the one change from boto3's own path."""
+    import boto3.crt
+    from s3transfer.crt import create_s3_crt_client  # type: ignore[import-untyped]
+
+    def plain(session: Any, config: Any, region_name: str, cred_provider: Any) -> Any:
+        return create_s3_crt_client(
+            region=region_name, crt_credentials_provider=cred_provider, use_ssl=False
+        )
+
+    boto3.crt._create_crt_client = plain
+
+
+def boto3_crt(dest: Path, endpoint: str, size: int) -> Path:
+    from boto3.s3.transfer import TransferConfig, create_transfer_manager
+    from s3transfer.crt import CRTTransferManager
+
+    from fermion.runtime_images.server import storage
+
+    target = dest / FILE
+    config = TransferConfig(
+        preferred_transfer_client="crt",
+        multipart_chunksize=storage.part_bytes(size),
+        max_concurrency=storage._CONCURRENCY,  # CRT: its max_request_concurrency
+    )
+    manager = create_transfer_manager(_client(), config)
+    if not isinstance(manager, CRTTransferManager):
+        raise SystemExit(f"boto3 chose {type(manager).__name__}, not its CRT transfer manager")
+    with manager:
+        manager.download(BUCKET, f"{KEY_PREFIX}{FILE}", str(target)).result()
+    expected = json.loads(
+        _client().get_object(Bucket=BUCKET, Key=f"{KEY_PREFIX}manifest.json")["Body"].read()
+    )["files"][FILE]["sha256"]
+    if storage.sha256_of(target) != expected:
+        raise SystemExit("boto3 CRT fetched a file that does not match the manifest")
+    return target
+
+
+_PROBE = """
+import sys
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
+import boto3
+client = boto3.client("s3", region_name="us-east-1")
+manager = create_transfer_manager(client, TransferConfig(preferred_transfer_client="crt"))
+print(type(manager).__name__)
+try:
+    manager.download(sys.argv[1], sys.argv[2], sys.argv[3]).result(timeout=60)
+    print("fetched")
+except Exception as exc:
+    print(f"{type(exc).__name__}: {exc}")
+"""
+
+
+def _crt_probe(scratch: Path) -> str:
+    """What boto3's CRT path, unchanged, does against moto's plain HTTP: in a process of its
+    own, because boto3 keeps one CRT client per process."""
+    answer = subprocess.run(
+        [sys.executable, "-c", _PROBE, BUCKET, f"{KEY_PREFIX}manifest.json", str(scratch / "p")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return " ".join(answer.stdout.split()) or answer.stderr.strip().splitlines()[-1]
+
+
 def curl_ranges(dest: Path, endpoint: str, size: int) -> Path:
     from fermion.runtime_images.server import storage
 
@@ -140,6 +211,7 @@ METHODS: dict[str, Callable[[Path, str, int], Path]] = {
     "fermion": fermion,
     "one GET": one_get,
     "boto3 defaults": boto3_defaults,
+    "boto3 CRT": boto3_crt,
     "curl ranges": curl_ranges,
 }
 
@@ -182,6 +254,9 @@ def main() -> None:
             started = time.perf_counter()
             sha256 = _upload(size, scratch)
             print(f"uploaded {args.mib} MiB in {time.perf_counter() - started:.1f} s")
+            probe = _crt_probe(scratch)
+            print(f"boto3's CRT path, unchanged: {probe}")
+            _crt_without_tls()
             for round_ in range(args.rounds):
                 for name, method in METHODS.items():
                     dest = scratch / f"{round_}-{name.replace(' ', '-')}"
@@ -196,10 +271,10 @@ def main() -> None:
         finally:
             moto.terminate()
             moto.wait(timeout=10)
-    _write(args, seconds)
+    _write(args, seconds, probe)
 
 
-def _write(args: argparse.Namespace, seconds: dict[str, list[float]]) -> None:
+def _write(args: argparse.Namespace, seconds: dict[str, list[float]], probe: str) -> None:
     from fermion.runtime_images.server import storage
 
     mib = args.mib
@@ -215,6 +290,8 @@ def _write(args: argparse.Namespace, seconds: dict[str, list[float]]) -> None:
             f"| {name} | {median:.2f} | {mib / median:,.0f} | {limit / median:.0%} | {rounds} |"
         )
     fermion_vs_boto3 = medians["boto3 defaults"] / medians["fermion"]
+    fermion_vs_crt = medians["boto3 CRT"] / medians["fermion"]
+    crt_version = importlib.metadata.version("awscrt")
     text = f"""# Loading a model from S3 (moto on loopback)
 
 `.venv/bin/python bench/models/run.py --mib {mib} --rounds {args.rounds}`: one {mib} MiB file
@@ -222,18 +299,29 @@ with its manifest, fetched by each method in turn, {args.rounds} rounds, from on
 process on 127.0.0.1. fermion's loader makes ranged GETs of
 {storage.part_bytes(args.mib << 20) / (1 << 20):.1f} MiB for this file,
 {storage._CONCURRENCY} in flight, and then checks the file's SHA-256 against the manifest; the
-others only fetch (the benchmark checks their bytes afterwards, outside the timing). `curl
+others only fetch (the benchmark checks their bytes afterwards, outside the timing), except
+`boto3 CRT`: boto3's CRT transfer manager (awscrt {crt_version}) with the same range size
+and streams, and the same SHA-256 check inside its time, with TLS turned off in boto3's one call
+that opens the CRT client, because moto here speaks plain HTTP. `curl
 ranges` is {storage._CONCURRENCY} curl processes, one contiguous range each: the server's own
 limit, with no Python in the client. Machine: {platform.machine()}, {os.cpu_count()} cores,
 Python {platform.python_version()}, load average before the run {os.getloadavg()[0]:.2f}.
 
 {chr(10).join(rows)}
 
-fermion's loader against boto3's `download_file` defaults: {fermion_vs_boto3:.2f}x as fast.
+fermion's loader against boto3's `download_file` defaults: {fermion_vs_boto3:.2f}x as fast;
+against boto3's CRT transfer manager: {fermion_vs_crt:.2f}x as fast.
+
+boto3's CRT path unchanged, against this plain-HTTP endpoint (transfer manager, then the
+outcome of fetching the manifest): `{probe}`.
 """
     (HERE / "RESULTS.md").write_text(text)
     (HERE / "results.json").write_text(
-        json.dumps({"mib": mib, "rounds": args.rounds, "seconds": seconds}, indent=2) + "\n"
+        json.dumps(
+            {"mib": mib, "rounds": args.rounds, "seconds": seconds, "crt_unchanged": probe},
+            indent=2,
+        )
+        + "\n"
     )
     print(text)
 
