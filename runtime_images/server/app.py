@@ -32,7 +32,7 @@ from .errors import (
 )
 from .metrics import Metrics
 from .openapi import INFER_OPERATION, openapi_document
-from .protocol import encode_infer_response, parse_infer_request
+from .protocol import EncodedResponse, encode_infer_response, parse_infer_request
 from .routing import JSON, Request, Response, Route, Router
 from .served_model import ServedModel
 
@@ -207,15 +207,13 @@ class ServingApp:
             except ServerError:
                 # A client without a token learns nothing of the routes, not even a 404.
                 if self._tokens:
-                    self._authorize(headers)
+                    self.authorize(headers)
                 raise
             if self._tokens and not route.open:
-                self._authorize(headers)
+                self.authorize(headers)
             response = await route.endpoint(Request(method, path, params, headers, receive))
         except ServerError as exc:
-            response = Response(
-                exc.status, orjson.dumps({"error": exc.message}), (*JSON, *exc.headers)
-            )
+            response = error_response(exc)
         except ClientDisconnected:
             return  # nobody is left to answer
         out = [*response.headers, (b"content-length", str(len(response.body)).encode())]
@@ -224,7 +222,18 @@ class ServingApp:
         await send({"type": "http.response.start", "status": response.status, "headers": out})
         await send({"type": "http.response.body", "body": response.body})
 
-    def _authorize(self, headers: Mapping[bytes, bytes]) -> None:
+    @property
+    def needs_token(self) -> bool:
+        """Whether requests to routes that are not open need a bearer token."""
+        return bool(self._tokens)
+
+    @property
+    def closing(self) -> bool:
+        """Whether every answer closes its connection (the listener has closed)."""
+        return self._closing
+
+    def authorize(self, headers: Mapping[bytes, bytes]) -> None:
+        """Unauthorized unless the headers carry one of the server's bearer tokens."""
         value = headers.get(b"authorization", b"")
         scheme, _, token = value.partition(b" ")
         if scheme.lower() != b"bearer" or not any(
@@ -309,7 +318,7 @@ class ServingApp:
     async def _infer(self, request: Request) -> Response:
         model = self._model(request)
         started = time.perf_counter_ns()
-        header_length = _int_header(request.headers, b"inference-header-content-length")
+        header_length = int_header(request.headers, b"inference-header-content-length")
         protocol = "json" if header_length is None else "binary"
         code: int | None = 500
         model.in_flight += 1
@@ -336,22 +345,22 @@ class ServingApp:
             if arriving:
                 model.arriving(-1)
             model.in_flight -= 1
-            labels = (model.name,)
-            if code is None:
-                self.metrics.disconnects.inc(labels)
-            else:
-                elapsed = time.perf_counter_ns() - started
-                self.metrics.requests.inc((model.name, str(code), protocol))
-                self.metrics.latency.observe(labels, elapsed / 1e9)
-                model.stats.request(code == 200, elapsed)
-        if encoded.header_length is None:
-            return Response(200, encoded.body)
-        length = str(encoded.header_length).encode()
-        return Response(200, encoded.body, (_OCTETS, (b"inference-header-content-length", length)))
+            self.record(model, code, protocol, started)
+        return infer_response(encoded)
+
+    def record(self, model: ServedModel, code: int | None, protocol: str, started: int) -> None:
+        """Count one infer request's answer (None: its client left) in /metrics and statistics."""
+        if code is None:
+            self.metrics.disconnects.inc((model.name,))
+            return
+        elapsed = time.perf_counter_ns() - started
+        self.metrics.requests.inc((model.name, str(code), protocol))
+        self.metrics.latency.observe((model.name,), elapsed / 1e9)
+        model.stats.request(code == 200, elapsed)
 
     async def _read_body(self, request: Request) -> bytearray:
         limit = self.config.max_request_bytes
-        declared = _int_header(request.headers, b"content-length")
+        declared = int_header(request.headers, b"content-length")
         if declared is not None and declared > limit:
             raise PayloadTooLarge(declared, limit)
         # A bytearray is writable, so binary tensors can be viewed by torch without a copy.
@@ -367,7 +376,7 @@ class ServingApp:
                 return body
 
 
-def _int_header(headers: Mapping[bytes, bytes], name: bytes) -> int | None:
+def int_header(headers: Mapping[bytes, bytes], name: bytes) -> int | None:
     value = headers.get(name)
     if value is None:
         return None
@@ -375,3 +384,16 @@ def _int_header(headers: Mapping[bytes, bytes], name: bytes) -> int | None:
         return int(value)
     except ValueError:
         raise BadRequest(f"header {name.decode()} must be an integer, not {value!r}") from None
+
+
+def error_response(exc: ServerError) -> Response:
+    """The answer to a ServerError: its status, `{"error": message}` and its own headers."""
+    return Response(exc.status, orjson.dumps({"error": exc.message}), (*JSON, *exc.headers))
+
+
+def infer_response(encoded: EncodedResponse) -> Response:
+    """The answer to an infer request: JSON, or binary tensors after a JSON header."""
+    if encoded.header_length is None:
+        return Response(200, encoded.body)
+    length = str(encoded.header_length).encode()
+    return Response(200, encoded.body, (_OCTETS, (b"inference-header-content-length", length)))

@@ -15,21 +15,35 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import ModelError, Overloaded, Timeout
 
 log = logging.getLogger("fermion.server")
 
 
+class Completion(Protocol):
+    """Where a request's answer goes: an asyncio future, or anything that reads like one.
+
+    The HTTP hot path answers through an object with these three methods that encodes the
+    result and writes it to the connection, with no future and no coroutine per request.
+    """
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Any, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
 @dataclass(eq=False, slots=True)
 class Work:
-    """One request's item waiting for a batch, the future its answer goes to, and when it was
-    queued (`time.perf_counter_ns`)."""
+    """One request's item waiting for a batch, where its answer goes, and when it was queued
+    (`time.perf_counter_ns`)."""
 
     item: Any
     rows: int
-    future: asyncio.Future[Any] = field(repr=False)
+    future: Completion = field(repr=False)
     queued_ns: int = 0
 
 
@@ -163,6 +177,14 @@ class Batcher:
         finally:
             timer.cancel()
 
+    def enqueue(
+        self, item: Any, rows: int, answer: Completion, timeout_s: float
+    ) -> asyncio.TimerHandle:
+        """Queue one item whose result goes to `answer`; 429 when full. The returned timer
+        answers 504 after `timeout_s`; cancel it once answered."""
+        self.queue.put(Work(item, rows, answer, time.perf_counter_ns()))
+        return asyncio.get_running_loop().call_later(timeout_s, _expire, answer, timeout_s)
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -196,6 +218,6 @@ class Batcher:
                     work.future.set_result(result)
 
 
-def _expire(future: asyncio.Future[Any], timeout_s: float) -> None:
+def _expire(future: Completion, timeout_s: float) -> None:
     if not future.done():
         future.set_exception(Timeout(timeout_s))

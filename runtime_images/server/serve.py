@@ -33,6 +33,8 @@ log = logging.getLogger("fermion.server")
 # last request before it is closed: a busy client sends its next one within milliseconds.
 IDLE_CLOSE_S = 0.5
 _POLL_S = 0.01
+# Set to 0 to send every request through the ASGI app, as before the hot path.
+HOT_PATH_ENV = "FERMION_HOT_PATH"
 
 
 class FermionServer(uvicorn.Server):
@@ -183,13 +185,16 @@ def build_server(
         date_header=False,
         # No proxy-header rewriting: the server never reads the client's address.
         proxy_headers=False,
-        **_fast_stack(),
+        **_fast_stack(app, config),
     )
     return FermionServer(uv_config, app, config.grace_period_s, config.drain_delay_s)
 
 
-def _fast_stack() -> dict[str, Any]:
+def _fast_stack(app: ServingApp, config: ServerConfig) -> dict[str, Any]:
     # httptools and uvloop when installed (they are, in the images); uvicorn's defaults otherwise.
+    # With httptools, infer requests take the hot path below ASGI (hot_path.py), unless every
+    # request is to be logged (uvicorn's access log sits in the ASGI cycle) or
+    # FERMION_HOT_PATH=0 turns it off.
     options: dict[str, Any] = {}
     try:
         import httptools  # noqa: F401
@@ -197,6 +202,13 @@ def _fast_stack() -> dict[str, Any]:
         options["http"] = "httptools"
     except ImportError:
         pass
+    else:
+        if hot_path_enabled(config):
+            # hot_path builds on uvicorn's httptools protocol: imported only where httptools
+            # is, so start-up without it still works.
+            from .hot_path import hot_path_protocol
+
+            options["http"] = hot_path_protocol(app)
     try:
         import uvloop  # noqa: F401
 
@@ -204,6 +216,11 @@ def _fast_stack() -> dict[str, Any]:
     except ImportError:
         pass
     return options
+
+
+def hot_path_enabled(config: ServerConfig) -> bool:
+    """Whether infer requests may take the hot path below ASGI."""
+    return not config.access_log and os.environ.get(HOT_PATH_ENV, "1") != "0"
 
 
 def run(

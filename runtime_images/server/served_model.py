@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from asyncio import TimerHandle
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .batching import Batcher, Work
+from .batching import Batcher, Completion, Work
 from .config import ModelConfig, TensorSpec
 from .errors import BadRequest, LoadError, Unavailable, describe
 from .handlers import (
@@ -224,25 +225,40 @@ class ServedModel:
 
     async def infer(self, request: InferRequest) -> dict[str, Any]:
         """Run one request through the pipeline and return its named outputs."""
+        batcher, item, rows = self._admit(request)
+        result = await batcher.submit(item, rows, self.config.timeout_s)
+        return self.finish(result, rows)
+
+    def enqueue(self, request: InferRequest, answer: Completion) -> tuple[int, TimerHandle]:
+        """Check and queue one request whose result goes to `answer` (the HTTP hot path).
+
+        Returns its rows, for `finish`, and the timer that answers 504; cancel it once answered.
+        """
+        batcher, item, rows = self._admit(request)
+        return rows, batcher.enqueue(item, rows, answer, self.config.timeout_s)
+
+    def _admit(self, request: InferRequest) -> tuple[Batcher, Any, int]:
+        """Input checks and preprocess: the batch item of a request and its rows."""
         batcher = self._batcher
         if batcher is None or not self.ready:
             raise Unavailable(f"model {self.name!r} is not ready yet")
-        stats = self.stats
         started = time.perf_counter_ns()
         inputs, rows = self._check_inputs(request)
         item = self._handler.preprocess(inputs)
         rows_of = self._rows_of
         if rows_of is not None:
             rows = rows_of(item)
-        queued = time.perf_counter_ns()
-        stats.compute_input.add(queued - started)
-        result = await batcher.submit(item, rows, self.config.timeout_s)
+        self.stats.compute_input.add(time.perf_counter_ns() - started)
+        return batcher, item, rows
+
+    def finish(self, result: Any, rows: int) -> dict[str, Any]:
+        """Postprocess one request's result from its batch into its named outputs."""
         answered = time.perf_counter_ns()
         outputs: dict[str, Any] = self._handler.postprocess(result)
         if self._output_dtypes:
             outputs = {k: _as_declared(v, self._output_dtypes.get(k)) for k, v in outputs.items()}
-        stats.compute_output.add(time.perf_counter_ns() - answered)
-        stats.inference_count += rows
+        self.stats.compute_output.add(time.perf_counter_ns() - answered)
+        self.stats.inference_count += rows
         return outputs
 
     def _check_inputs(self, request: InferRequest) -> tuple[dict[str, Any], int]:
