@@ -12,6 +12,7 @@ from fermion.environments.errors import SpecProblem
 from fermion.environments.formats import acm_certificate_region, parse_tensor_spec
 from fermion.environments.sections import (
     ClusterSpec,
+    ModelCacheSpec,
     NetworkSpec,
     NodePoolSpec,
     ServiceSpec,
@@ -36,6 +37,8 @@ class Environment(Protocol):
     def services(self) -> list[ServiceSpec]: ...
     @property
     def tenants(self) -> list[TenantSpec]: ...
+    @property
+    def model_cache(self) -> ModelCacheSpec: ...
 
 
 def _dupes(names: Iterable[str]) -> set[str]:
@@ -466,10 +469,48 @@ def _check_capacity(spec: Environment, shapes: ShapeCatalog) -> list[SpecProblem
     return problems
 
 
+# The share of a node's disk the model cache may take: the rest holds the OS and images.
+MODEL_CACHE_DISK_SHARE = 0.5
+
+
+def _check_model_cache(spec: Environment) -> list[SpecProblem]:
+    """A cache that is on has services to serve, and fits on the disk of every node it runs on
+    (its pod runs on each node, GPU pools included)."""
+    cache = spec.model_cache
+    if not cache.enabled:
+        return []
+    problems: list[SpecProblem] = []
+    if not spec.services:
+        problems.append(
+            SpecProblem(
+                "model_cache.enabled",
+                "the cache runs from the services' runtime image and serves their models, and "
+                "this environment has no services",
+                "true",
+                "Add a service, or set model_cache.enabled: false",
+            )
+        )
+    for i, pool in enumerate(spec.node_pools):
+        room = int(pool.disk_gib * MODEL_CACHE_DISK_SHARE)
+        if cache.size_gib > room:
+            problems.append(
+                SpecProblem(
+                    "model_cache.size_gib",
+                    f"node pool {pool.name!r} has {pool.disk_gib} GiB disks, and the cache may "
+                    f"take at most half of a node's disk ({room} GiB)",
+                    str(cache.size_gib),
+                    f"Lower model_cache.size_gib to {room} or less, or raise "
+                    f"node_pools[{i}].disk_gib to {cache.size_gib * 2} or more",
+                )
+            )
+    return problems
+
+
 def check_environment(spec: Environment, shapes: ShapeCatalog) -> list[SpecProblem]:
     """Every cross-field problem in `spec`, each with its key path; empty when it is valid."""
     return (
         _check_network(spec)
         + _check_workloads(spec, shapes)
         + check_tenants(spec.tenants, spec.services, shapes)
+        + _check_model_cache(spec)
     )

@@ -146,6 +146,18 @@ class ModelSpec(Spec):
     handler: Annotated[str, AfterValidator(formats.handler_reference)] | None = None
 
 
+class ModelCacheSpec(Spec):
+    """A cache of model files on each node, shared by the model servers on it: off by default
+    (docs/models.md says why)."""
+
+    enabled: bool = Field(
+        False, description="Run the cache on every node, and have services load through it."
+    )
+    size_gib: int = Field(
+        100, ge=1, le=16384, description="Disk each node gives the cache, in GiB (an emptyDir)."
+    )
+
+
 class BatchingSpec(Spec):
     """Dynamic batching: requests that arrive together run as one batch."""
 

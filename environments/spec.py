@@ -15,6 +15,7 @@ from fermion.environments.errors import EnvironmentSpecError
 from fermion.environments.rules import check_environment
 from fermion.environments.sections import (
     ClusterSpec,
+    ModelCacheSpec,
     Name,
     NetworkSpec,
     NodePoolSpec,
@@ -46,6 +47,7 @@ class EnvironmentSpec(Spec):
     node_pools: list[NodePoolSpec] = []  # noqa: RUF012
     storage: StorageSpec = StorageSpec()
     registry: RegistrySpec = RegistrySpec()
+    model_cache: ModelCacheSpec = ModelCacheSpec()
     services: list[ServiceSpec] = []  # noqa: RUF012
     tenants: list[TenantSpec] = []  # noqa: RUF012
     tags: Annotated[dict[str, TagValue], Field(max_length=40)] = {}  # noqa: RUF012

@@ -18,8 +18,18 @@ from fermion.environments.shapes import Shape, ShapeCatalog
 DEFAULT_TENANT = "default"
 # The namespace services ran in before tenants existed; the implicit tenant keeps it.
 DEFAULT_NAMESPACE = "inference"
+# The namespace of the node's model cache (`model_cache:`), a system namespace of fermion's.
+MODEL_CACHE_NAMESPACE = "fermion-model-cache"
 # Kubernetes' own namespaces and those of the add-ons fermion installs.
-RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "keda", "nvidia")
+RESERVED_NAMESPACES = (
+    "default",
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "keda",
+    "nvidia",
+    MODEL_CACHE_NAMESPACE,
+)
 
 
 @dataclass(frozen=True)
