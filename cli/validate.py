@@ -80,6 +80,13 @@ def _check_waivers(spec: EnvironmentSpec) -> None:
     check_waivers(spec.policy_waivers)
 
 
+def _model_cache(spec: EnvironmentSpec) -> str:
+    cache = spec.model_cache
+    if not cache.enabled:
+        return "off (docs/models.md)"
+    return f"on, {cache.size_gib} GiB of each service node's disk (an emptyDir)"
+
+
 def _summary(spec: EnvironmentSpec, path: Path) -> None:
     from rich.table import Table
 
@@ -101,6 +108,7 @@ def _summary(spec: EnvironmentSpec, path: Path) -> None:
         ("system nodes", f"{system.shape} x {system.size.min}-{system.size.max}"),
         ("models bucket", spec.storage.bucket or "named by Pulumi at creation"),
         ("registry", f"ECR {spec.registry.repository}"),
+        ("model cache", _model_cache(spec)),
     ]
     for key, value in lines:
         out.print(f"  [dim]{key:<14}[/] {value}")

@@ -1,6 +1,6 @@
 """Pulumi components for a fermion environment: network, cluster, GPU node pools, cluster add-ons,
-model store, image registry, runtime images and inference services, and the Platform that
-composes them.
+model store, image registry, runtime images, inference services and the node's model cache, and
+the Platform that composes them.
 
 Importing this package loads pulumi_aws; the CLI imports it only inside the commands that use it.
 """
@@ -14,6 +14,7 @@ from fermion.components.existing_cluster import ExistingCluster
 from fermion.components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from fermion.components.image_registry import ImageRegistry, ImageRegistryArgs
 from fermion.components.inference_service import InferenceService, InferenceServiceArgs
+from fermion.components.model_cache import ModelCache, ModelCacheArgs
 from fermion.components.model_store import ModelStore, ModelStoreArgs
 from fermion.components.network import Network, NetworkArgs
 from fermion.components.platform import Platform, PlatformArgs
@@ -34,6 +35,8 @@ __all__ = [
     "ImageRegistryArgs",
     "InferenceService",
     "InferenceServiceArgs",
+    "ModelCache",
+    "ModelCacheArgs",
     "ModelStore",
     "ModelStoreArgs",
     "Network",

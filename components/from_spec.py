@@ -17,6 +17,11 @@ from fermion.components.cluster_core import ClusterCore
 from fermion.components.gpu_node_pool import GpuNodePoolArgs
 from fermion.components.image_registry import ImageRegistryArgs
 from fermion.components.inference_service import InferenceServiceArgs
+from fermion.components.model_cache import (
+    ModelCacheArgs,
+    model_cache_egress_policy_spec,
+    model_cache_url,
+)
 from fermion.components.model_store import ModelStoreArgs
 from fermion.components.network import NetworkArgs
 from fermion.components.runtime_image import RuntimeImageArgs
@@ -154,6 +159,32 @@ def tenant_args(spec: EnvironmentSpec, tenant: TenantSpec, cluster: ClusterCore)
         ),
         cluster=cluster,
         labels={ENVIRONMENT_TAG: spec.name},
+        model_cache_egress=model_cache_egress_policy_spec() if spec.model_cache.enabled else None,
+    )
+
+
+def model_cache_service(spec: EnvironmentSpec) -> ServiceSpec | None:
+    """The service whose runtime image the node's model cache runs: the first that runs a CPU
+    image (the smallest), else the first service; None when the cache is off or there are no
+    services."""
+    if not spec.model_cache.enabled or not spec.services:
+        return None
+    for service in spec.services:
+        if spec.image_for(service) == "torch-cpu":
+            return service
+    return spec.services[0]
+
+
+def model_cache_args(
+    spec: EnvironmentSpec, cluster: ClusterCore, image: pulumi.Input[str]
+) -> ModelCacheArgs:
+    """The node's model cache the `model_cache` section asks for, open to every tenant."""
+    return ModelCacheArgs(
+        image=image,
+        cluster=cluster,
+        tenant_namespaces=tuple(t.namespace_name for t in spec.tenants_in_effect),
+        size_gib=spec.model_cache.size_gib,
+        labels={ENVIRONMENT_TAG: spec.name},
     )
 
 
@@ -210,5 +241,6 @@ def inference_service_args(
         certificate_arn=service.certificate_arn,
         allowed_cidrs=tuple(str(block) for block in service.allowed_cidrs),
         interceptor_service=interceptor_service,
+        model_cache_url=model_cache_url() if spec.model_cache.enabled else None,
         tags=environment_tags(spec),
     )

@@ -22,6 +22,7 @@ import pulumi_random as random
 from fermion.components.cluster import pod_identity
 from fermion.components.cluster_addons import INTERCEPTOR_HOST, INTERCEPTOR_SERVICE, KEDA_NAMESPACE
 from fermion.components.cluster_core import ClusterCore
+from fermion.components.model_cache import MODEL_CACHE_URL_VARIABLE
 from fermion.components.node_group import GPU_TAINT_KEY
 from fermion.components.service_access import (
     DEFAULT_METRICS_NAMESPACES,
@@ -71,6 +72,8 @@ class InferenceServiceArgs:
     pre-stop pause and a margin, to drain and exit. `cold_start_timeout_s` is how long the
     interceptor holds a request while a service at zero starts a replica. The `namespace` must
     exist (a `Tenant` makes one); `metrics_namespaces` are those whose pods may scrape /metrics.
+    `model_cache_url`, when given, is the node's model cache (`ModelCache.url`), which the
+    server asks for each model file before S3.
     """
 
     name: str
@@ -98,6 +101,7 @@ class InferenceServiceArgs:
     allowed_cidrs: tuple[str, ...] = ()
     metrics_namespaces: tuple[str, ...] = DEFAULT_METRICS_NAMESPACES
     interceptor_service: str = INTERCEPTOR_SERVICE
+    model_cache_url: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -119,12 +123,13 @@ class InferenceServiceArgs:
                 "a public service must check bearer tokens",
                 "Leave auth on, or make the service private",
             )
-        for variable in (MODEL_URI_VARIABLE, TOKEN_FILE_VARIABLE):
+        for variable in (MODEL_URI_VARIABLE, TOKEN_FILE_VARIABLE, MODEL_CACHE_URL_VARIABLE):
             if variable in self.env:
                 raise ServiceArgsError(
                     self.name,
                     f"env sets {variable}, which the component owns",
-                    "Pass the model as model_uri, and leave tokens to auth",
+                    "Pass the model as model_uri and the node's cache as model_cache_url, and "
+                    "leave tokens to auth",
                 )
 
 
@@ -361,6 +366,8 @@ def _deployment_spec(
             }
         )
         annotations[TOKENS_CHECKSUM_ANNOTATION] = tokens_checksum
+    if args.model_cache_url is not None:
+        env.append({"name": MODEL_CACHE_URL_VARIABLE, "value": args.model_cache_url})
     env += [{"name": key, "value": value} for key, value in sorted(args.env.items())]
     container = {
         "name": "server",

@@ -23,6 +23,8 @@ from fermion.components.from_spec import (
     cluster_args,
     image_registry_args,
     inference_service_args,
+    model_cache_args,
+    model_cache_service,
     model_store_args,
     network_args,
     node_pool_args,
@@ -32,6 +34,7 @@ from fermion.components.from_spec import (
 from fermion.components.gpu_node_pool import GpuNodePool
 from fermion.components.image_registry import ImageRegistry
 from fermion.components.inference_service import InferenceService
+from fermion.components.model_cache import ModelCache
 from fermion.components.model_store import ModelStore, s3_uri_read_policy
 from fermion.components.network import Network
 from fermion.components.runtime_image import DEFAULT_CONTEXT_DIR, RuntimeImage
@@ -63,8 +66,9 @@ class Platform(pulumi.ComponentResource):
     loads the model from: where to upload it), `tokens` (secret: service name to its two valid
     bearer tokens), `namespaces` (tenant name to namespace) and, with IRSA, `irsa` (the OIDC
     provider's ARN and issuer). The parts are attributes too (`network`, `cluster`,
-    `node_pools`, `addons`, `tenants`, `store`, `registry`, `runtime_images`, `services`), for
-    stacks that build on one environment.
+    `node_pools`, `addons`, `tenants`, `store`, `registry`, `runtime_images`, `services`, and
+    `model_cache`, None unless the environment turns it on), for stacks that build on one
+    environment.
     """
 
     network: Network
@@ -76,6 +80,7 @@ class Platform(pulumi.ComponentResource):
     registry: ImageRegistry
     runtime_images: dict[str, RuntimeImage]
     services: dict[str, InferenceService]
+    model_cache: ModelCache | None
     outputs: dict[str, Any]
 
     def __init__(
@@ -142,6 +147,16 @@ class Platform(pulumi.ComponentResource):
             self.runtime_images[service.name] = image
             self.services[service.name] = self._service(
                 name, spec, service, image, self.tenants[service.tenant]
+            )
+        self.model_cache = None
+        cache_service = model_cache_service(spec)
+        if cache_service is not None:
+            # Any runtime image holds the cache's server; model servers that start before it
+            # load from S3, and fill it once it runs.
+            self.model_cache = ModelCache(
+                f"{name}-model-cache",
+                model_cache_args(spec, core, self.runtime_images[cache_service.name].image_ref),
+                opts=child,
             )
 
         self.outputs = {

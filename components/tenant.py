@@ -4,8 +4,9 @@ The namespace enforces the Pod Security Standards' `restricted` profile. A Resou
 what all its pods request (GPUs, CPU, memory, pods), and a LimitRange gives every container
 requests and limits, so the quota can count them. Its NetworkPolicies deny all traffic by
 default and let out only what a model server needs: DNS, the EKS Pod Identity agent for its AWS
-credentials, and HTTPS (S3 and STS, through the VPC endpoints or the NAT). What may come in is
-each service's own policy (`InferenceService`): the interceptor, and metrics scrapes.
+credentials, and HTTPS (S3 and STS, through the VPC endpoints or the NAT), and, when the
+environment runs one, the node's model cache (`ModelCache`). What may come in is each service's
+own policy (`InferenceService`): the interceptor, and metrics scrapes.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ class TenantArgs:
     """A tenant's namespace and quota on one cluster (`Cluster.core` or
     `ExistingCluster.core`). `labels` go on the namespace beside the tenant and PSS labels.
     `namespace_aliases` name the Namespace resource as a stack declared it before, so that
-    adopting tenants does not replace (and empty) a namespace that already exists."""
+    adopting tenants does not replace (and empty) a namespace that already exists.
+    `model_cache_egress`, when given, is one more egress NetworkPolicy spec: the way to the
+    node's model cache (`model_cache.model_cache_egress_policy_spec`)."""
 
     name: str
     namespace: str
@@ -77,6 +80,7 @@ class TenantArgs:
     cluster: ClusterCore
     labels: Mapping[str, str] = field(default_factory=dict)
     namespace_aliases: tuple[pulumi.Alias, ...] = ()
+    model_cache_egress: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         q = self.quota
@@ -157,6 +161,16 @@ class Tenant(pulumi.ComponentResource):
                 opts=inside,
             ),
         ]
+        if args.model_cache_egress is not None:
+            to_cache: Any = dict(args.model_cache_egress)
+            self.policies.append(
+                k8s.networking.v1.NetworkPolicy(
+                    f"{name}-model-cache-egress",
+                    metadata=meta("allow-model-cache-egress"),
+                    spec=to_cache,
+                    opts=inside,
+                )
+            )
         self.register_outputs({"namespace": self.namespace})
 
 

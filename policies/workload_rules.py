@@ -120,7 +120,8 @@ def resource_limits(resource: Resource, stack: Sequence[Resource]) -> Iterator[s
 
 
 def gpu_toleration(resource: Resource, stack: Sequence[Resource]) -> Iterator[str]:
-    """A pod that asks for GPUs tolerates the GPU pools' taint, and only such a pod does."""
+    """A pod that asks for GPUs tolerates the GPU pools' taint, and only such a pod does (or
+    a DaemonSet's, which runs on every node)."""
     pod = pod_spec(resource)
     wants_gpu = any(
         GPU_TAINT_KEY in ((c.get("resources") or {}).get("limits") or {})
@@ -132,7 +133,8 @@ def gpu_toleration(resource: Resource, stack: Sequence[Resource]) -> Iterator[st
     )
     if wants_gpu and not tolerates:
         yield f"GPU limits without the {GPU_TAINT_KEY} toleration: the pod can never schedule"
-    if tolerates and not wants_gpu:
+    # A DaemonSet's pod follows the nodes (one on each) and never keeps a GPU node up.
+    if tolerates and not wants_gpu and resource.type != "kubernetes:apps/v1:DaemonSet":
         yield f"the {GPU_TAINT_KEY} toleration without GPU limits: the pod would hold a GPU node"
 
 
