@@ -266,7 +266,8 @@ class CacheServer(ThreadingHTTPServer):
         super().__init__(address, CacheHandler)
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m server.node_cache`."""
     parser = argparse.ArgumentParser(
         prog="python -m server.node_cache", description=__doc__.splitlines()[0]
     )
@@ -280,6 +281,11 @@ def main(argv: list[str] | None = None) -> None:
         "--max-blob-bytes", type=int, default=None, help="bytes one blob may take (--max-bytes)"
     )
     parser.add_argument("--verbose", action="store_true", help="log every request")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.max_bytes < 1 or (args.max_blob_bytes is not None and args.max_blob_bytes < 1):
         parser.error("--max-bytes and --max-blob-bytes must be at least 1")

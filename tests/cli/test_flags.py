@@ -15,6 +15,7 @@ import typer
 
 from fermion.cli import app
 from fermion.runtime_images.server.__main__ import build_parser
+from fermion.runtime_images.server.node_cache import build_parser as build_cache_parser
 
 from ..conftest import REPO
 
@@ -51,6 +52,13 @@ def server_flags() -> frozenset[str]:
     return frozenset(s for a in parser._actions for s in a.option_strings if s.startswith("--"))
 
 
+@cache
+def cache_flags() -> frozenset[str]:
+    """What the node's model cache (`python -m server.node_cache`) takes."""
+    parser = build_cache_parser()
+    return frozenset(s for a in parser._actions for s in a.option_strings if s.startswith("--"))
+
+
 def any_flag() -> frozenset[str]:
     return frozenset().union(server_flags(), *command_flags().values())
 
@@ -76,6 +84,8 @@ def flags_of(command_line: str) -> frozenset[str] | None:
                 break
             path = (*path, word)
         return command_flags()[path]
+    if words[0].startswith("python") and "server.node_cache" in words[1:4]:
+        return cache_flags()
     if words[0].startswith("python") and "server" in words[1:4]:
         return server_flags()
     if words[0] in OTHER_PROGRAMS or words[0].startswith(("python", ".venv/")):
@@ -119,7 +129,10 @@ def test_every_flag_that_a_message_names_exists() -> None:
             for line, text in _literals(path):
                 if not re.search(r"\s", text):
                     continue  # an argument of a command line, not prose
-                found = unknown_flags(text, serving_flags() if serving else None)
+                context = serving_flags() if serving else None
+                if path.name == "node_cache.py":
+                    context = cache_flags()  # a program of its own in the same image
+                found = unknown_flags(text, context)
                 wrong += [f"{path.relative_to(REPO)}:{line}: {flag}" for flag in found]
     assert not wrong, "flags that no command has:\n" + "\n".join(wrong)
 
