@@ -32,3 +32,6 @@ sleep 3
 .venv/bin/py-spy record -p "$SERVER" -d 8 -r 250 -f raw -o /tmp/fermion-profile.txt --nonblocking >/dev/null 2>&1
 wait $LOAD
 .venv/bin/python bench/serving/profile_summary.py /tmp/fermion-profile.txt
+# The mean batch under this load (profiled, so a little below an unprofiled run's).
+curl -s "localhost:$PORT/metrics" | awk '/^fermion_batch_size_sum/ {s=$2} /^fermion_batch_size_count/ {c=$2}
+  END {if (c) printf "\nmean batch: %.1f samples over %d batches\n", s/c, c}'

@@ -12,7 +12,10 @@ GROUPS = (
     ("V2 decode/encode (tensors.py, protocol.py)", ("tensors.py", "protocol.py")),
     (
         "fermion request path (app, runtime, batching, handlers)",
-        ("app.py", "served_model.py", "batching.py", "handlers.py", "metrics.py"),
+        (
+            "app.py", "hot_path.py", "served_model.py", "batching.py", "handlers.py",
+            "metrics.py", "statistics.py",
+        ),
     ),
     ("uvicorn + asyncio event loop", ("uvicorn/", "asyncio/", "runners.py")),
 )
