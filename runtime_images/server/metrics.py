@@ -125,11 +125,20 @@ class Metrics:
             "fermion_model_fetch_seconds", "Seconds the download of the model files took.",
             ("model",), "gauge",
         )  # fmt: skip
+        self.loaded_files = Scalar(
+            "fermion_model_loaded_files", "Model files fetched at load by source (node_cache, s3).",
+            ("model", "source"), "gauge",
+        )  # fmt: skip
+        self.loaded_bytes = Scalar(
+            "fermion_model_loaded_bytes", "Bytes of model files fetched at load, by source.",
+            ("model", "source"), "gauge",
+        )  # fmt: skip
 
     def exposition(self) -> bytes:
         parts = (
             self.requests, self.disconnects, self.latency, self.queue_depth, self.in_flight,
             self.batch_size, self.load_seconds, self.fetch_bytes, self.fetch_seconds,
+            self.loaded_files, self.loaded_bytes,
         )  # fmt: skip
         lines: list[str] = []
         for metric in parts:

@@ -106,6 +106,9 @@ class ServedModel:
         fetched = fetch(self.config.path)
         self.metrics.fetch_bytes.set(self._labels, fetched.downloaded_bytes)
         self.metrics.fetch_seconds.set(self._labels, fetched.seconds)
+        for source, loaded in fetched.by_source.items():
+            self.metrics.loaded_files.set((*self._labels, source), loaded.files)
+            self.metrics.loaded_bytes.set((*self._labels, source), loaded.bytes)
         local = fetched.path
         handler, path = resolve_model(replace(self.config, path=str(local)))
         try:

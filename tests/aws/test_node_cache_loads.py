@@ -6,6 +6,8 @@ is down costs nothing but the time to find out."""
 from __future__ import annotations
 
 import http.client
+import os
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from fermion.runtime_images.server.node_cache import BlobStore, CacheServer
 from fermion.stacks.model_push import local_files, push_model
 from fermion.stacks.model_store_access import ModelLocation
 
-from ..runtime.conftest import free_port
+from ..runtime.conftest import free_port, start_server
 
 WEIGHTS = bytes(range(256)) * (6 << 12)  # 6 MiB
 CONFIG = b'{"a": 1}\n'
@@ -194,3 +196,43 @@ def test_a_cache_address_that_is_not_http_does_not_fail_the_load(
     location = _pushed(s3, tmp_path)
     monkeypatch.setenv(storage.CACHE_URL_VARIABLE, "unix:///var/run/cache.sock")
     _assert_loaded(storage.fetch(location.uri, tmp_path / "pod-a"))
+
+
+def test_metrics_show_where_the_model_came_from(
+    s3: Any,
+    moto: dict[str, str],
+    models: dict[str, Path],
+    tmp_path: Path,
+    node_cache: BlobStore,
+) -> None:
+    folder = tmp_path / "affine"
+    folder.mkdir()
+    shutil.copy(models["affine"], folder / "affine.pt")
+    location = ModelLocation(f"node-cache-{uuid.uuid4().hex[:12]}", "affine", "1")
+    s3.create_bucket(Bucket=location.bucket)
+    push_model(s3, location, local_files(folder))
+    size = (folder / "affine.pt").stat().st_size
+    cache_url = os.environ[storage.CACHE_URL_VARIABLE]  # set by the node_cache fixture
+    texts = []
+    for pod in ("pod-a", "pod-b"):  # two pods on one node, each with its own /tmp
+        (tmp_path / pod).mkdir()
+        server = start_server(
+            [location.uri, "--name", "affine", "--input", "input__0:FP32:-1,4"],
+            tmp_path / pod,
+            env={
+                **moto,
+                "FERMION_MODEL_CACHE": str(tmp_path / pod / "models"),
+                storage.CACHE_URL_VARIABLE: cache_url,
+            },
+        )
+        try:
+            texts.append(server.request("GET", "/metrics").body.decode())
+        finally:
+            server.stop()
+    first, second = texts
+    assert 'fermion_model_loaded_files{model="affine",source="s3"} 1' in first
+    assert f'fermion_model_loaded_bytes{{model="affine",source="s3"}} {size}' in first
+    assert 'fermion_model_loaded_files{model="affine",source="node_cache"} 1' in second
+    assert f'fermion_model_loaded_bytes{{model="affine",source="node_cache"}} {size}' in second
+    assert 'source="s3"' not in second
+    assert 'fermion_model_fetch_bytes{model="affine"} 0' in second
