@@ -230,7 +230,8 @@ def _fetch_s3(
     client = _s3_client()
     config = _transfer_config()
     target = cache / bucket / key.strip("/")
-    node_cache = node_cache_url()
+    cache_url = node_cache_url()
+    node_cache = None if cache_url is None else NodeCache(cache_url)
     try:
         if key and not key.endswith("/") and _object_exists(client, bucket, key):
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -252,7 +253,7 @@ def _fetch_s3(
                 continue
             local.parent.mkdir(parents=True, exist_ok=True)
             if node_cache is not None and expected is not None:
-                from_cache = from_node_cache(node_cache, str(expected["sha256"]), local)
+                from_cache = node_cache.get(str(expected["sha256"]), local)
                 if from_cache is not None:
                     sources.add(SOURCE_NODE_CACHE, from_cache)
                     continue
@@ -261,7 +262,7 @@ def _fetch_s3(
             _download(client, bucket, f"{prefix}{name}", local, sized, counter, expected)
             sources.add(SOURCE_S3, local.stat().st_size)
             if node_cache is not None and expected is not None:
-                to_node_cache(node_cache, str(expected["sha256"]), local)
+                node_cache.put(str(expected["sha256"]), local)
     except (BotoCoreError, ClientError) as exc:
         raise LoadError(f"cannot fetch {uri}: {exc}") from None
     if manifest is not None:
@@ -394,12 +395,36 @@ def _cache_deadline(size: int) -> float:
     return time.monotonic() + _CACHE_GRACE_S + size / _CACHE_MIN_BYTES_PER_S
 
 
-def from_node_cache(url: str, sha256: str, local: Path) -> int | None:
-    """Fetch the blob `sha256` from the node's cache into `local` and return its size, if the
-    cache holds it and its bytes have that sum; None otherwise (the caller uses S3)."""
-    partial = local.with_name(f".{local.name}.{os.getpid()}.node-cache.partial")
-    try:
-        connection, base = _cache_connection(url)
+class NodeCache:
+    """The node's model cache as one load uses it. A cache that does not answer (down, not on
+    this node yet, too slow) is left alone for the rest of the load, so it costs one timeout,
+    not one per file; one that will not take a file is offered no more."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.down = False
+        self.full = False
+
+    def get(self, sha256: str, local: Path) -> int | None:
+        """Fetch the blob `sha256` into `local` and return its size, if the cache holds it and
+        its bytes have that sum; None otherwise (the caller uses S3)."""
+        if self.down:
+            return None
+        partial = local.with_name(f".{local.name}.{os.getpid()}.node-cache.partial")
+        try:
+            return self._get(sha256, local, partial)
+        except http.client.IncompleteRead as exc:
+            log.warning("node cache %s cut blob %s... short (%s)", self.url, sha256[:12], exc)
+            return None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            log.warning("node cache %s unavailable (%s); loading from S3", self.url, exc)
+            self.down = True
+            return None
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def _get(self, sha256: str, local: Path, partial: Path) -> int | None:
+        connection, base = _cache_connection(self.url)
         try:
             connection.request("GET", f"{base}/blobs/sha256/{sha256}")
             answer = connection.getresponse()
@@ -415,32 +440,42 @@ def from_node_cache(url: str, sha256: str, local: Path) -> int | None:
                     out.write(chunk)
                     received += len(chunk)
                     if time.monotonic() > deadline:
-                        log.warning("node cache %s is too slow; fetching from S3", url)
+                        log.warning("node cache %s is too slow; loading from S3", self.url)
+                        self.down = True
                         return None
         finally:
             connection.close()
         if digest.hexdigest() != sha256:
             log.warning(
-                "node cache %s answered a blob whose sha256 is not %s...; fetching from S3",
-                url,
+                "node cache %s answered a blob whose sha256 is not %s...; loading from S3",
+                self.url,
                 sha256[:12],
             )
             return None
         partial.replace(local)
         return received
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        log.warning("node cache %s unavailable (%s); fetching from S3", url, exc)
-        return None
-    finally:
-        partial.unlink(missing_ok=True)
 
+    def put(self, sha256: str, local: Path) -> bool:
+        """Offer the checked file `local` as blob `sha256`: whether the cache holds it now. A
+        cache that is down, full or slow only makes this False."""
+        if self.down or self.full:
+            return False
+        try:
+            status, detail = self._put(sha256, local)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            log.warning("node cache %s did not take %s (%s)", self.url, local.name, exc)
+            self.full = True
+            return False
+        if status not in (200, 201):
+            log.warning(
+                "node cache %s did not take %s: %s %s", self.url, local.name, status, detail
+            )
+            return False
+        return True
 
-def to_node_cache(url: str, sha256: str, local: Path) -> bool:
-    """Offer the checked file `local` to the node's cache as blob `sha256`: whether the cache
-    holds it now. A cache that is down, full or slow only makes this False."""
-    size = local.stat().st_size
-    try:
-        connection, base = _cache_connection(url)
+    def _put(self, sha256: str, local: Path) -> tuple[int, str]:
+        size = local.stat().st_size
+        connection, base = _cache_connection(self.url)
         try:
             connection.putrequest("PUT", f"{base}/blobs/sha256/{sha256}")
             connection.putheader("Content-Type", "application/octet-stream")
@@ -451,16 +486,8 @@ def to_node_cache(url: str, sha256: str, local: Path) -> bool:
                 while chunk := source.read(_CHUNK):
                     connection.send(chunk)
                     if time.monotonic() > deadline:
-                        log.warning("node cache %s is too slow to take %s", url, local.name)
-                        return False
+                        raise TimeoutError(f"slower than {_CACHE_MIN_BYTES_PER_S >> 20} MiB/s")
             answer = connection.getresponse()
-            detail = answer.read().decode("utf-8", "replace").strip()
+            return answer.status, answer.read().decode("utf-8", "replace").strip()
         finally:
             connection.close()
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        log.warning("node cache %s did not take %s (%s)", url, local.name, exc)
-        return False
-    if answer.status not in (200, 201):
-        log.warning("node cache %s did not take %s: %s %s", url, local.name, answer.status, detail)
-        return False
-    return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -236,3 +237,34 @@ def test_metrics_show_where_the_model_came_from(
     assert f'fermion_model_loaded_bytes{{model="affine",source="node_cache"}} {size}' in second
     assert 'source="s3"' not in second
     assert 'fermion_model_fetch_bytes{model="affine"} 0' in second
+
+
+def test_a_cache_that_never_answers_is_asked_once_per_load(
+    s3: Any, tmp_path: Path, counted: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache that accepts connections and then says nothing (a hung process, say) costs the
+    load one timeout: the loader leaves it alone for the files after the first."""
+    location = _pushed(s3, tmp_path)
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(connection)
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = listener.getsockname()[1]
+    monkeypatch.setenv(storage.CACHE_URL_VARIABLE, f"http://127.0.0.1:{port}")
+    try:
+        fetched = storage.fetch(location.uri, tmp_path / "pod-a")
+    finally:
+        listener.close()
+        for connection in accepted:
+            connection.close()
+    _assert_loaded(fetched)
+    assert fetched.by_source == {"s3": storage.Loaded(2, len(WEIGHTS) + len(CONFIG))}
+    assert len(accepted) == 1
