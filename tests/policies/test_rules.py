@@ -275,6 +275,21 @@ def test_a_locked_down_pod_passes_and_a_digest_pins() -> None:
     assert evaluate([deployment({**GOOD_CONTAINER, "image": "(known after up)"})]) == []
 
 
+def test_a_daemon_set_may_tolerate_the_gpu_taint_and_still_keeps_every_other_rule() -> None:
+    toleration = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+    def daemon_set(container: dict[str, Any], **pod: Any) -> Resource:
+        spec = {"containers": [container], "tolerations": toleration, **pod}
+        return res("kubernetes:apps/v1:DaemonSet", "c", spec={"template": {"spec": spec}})
+
+    # One pod on every node follows the nodes and never keeps a GPU node up.
+    assert evaluate([daemon_set(GOOD_CONTAINER)]) == []
+    assert names(
+        evaluate([daemon_set(GOOD_CONTAINER, volumes=[{"name": "h", "hostPath": {}}])])
+    ) == ["pod-no-host-path"]
+    assert names(evaluate([daemon_set(with_context(runAsNonRoot=None))])) == ["pod-non-root"]
+
+
 def test_a_public_service_needs_tls_and_tokens() -> None:
     nlb = "service.beta.kubernetes.io/aws-load-balancer"
     public = {"annotations": {f"{nlb}-scheme": "internet-facing"}}
