@@ -356,3 +356,40 @@ async def _until(condition: Any) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("timed out")
+
+
+def test_pipelined_requests_are_answered_in_order_as_by_the_app(
+    pair: tuple[Server, Server],
+) -> None:
+    """The second request reaches the server while the first is in flight: the hot path leaves
+    it to the app, which answers it after the first, as it would have alone."""
+    requests = CORPUS["one sample"] + CORPUS["three samples"] + CORPUS["bad shape"]
+
+    def pipelined(server: Server) -> list[bytes]:
+        data = b""
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(requests)
+            while len(answers := _split(data)) < 3:
+                chunk = sock.recv(65536)
+                assert chunk, f"the connection closed after {data!r}"
+                data += chunk
+        return answers
+
+    hot, asgi = pair
+    answers = pipelined(hot)
+    assert answers == pipelined(asgi)
+    assert [a.split(b" ", 2)[1] for a in answers] == [b"200", b"200", b"400"]
+
+
+def _split(data: bytes) -> list[bytes]:
+    """The complete responses at the start of `data`, each by its Content-Length."""
+    answers = []
+    while b"\r\n\r\n" in data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        found = re.search(rb"\r\ncontent-length: (\d+)", head, re.IGNORECASE)
+        length = int(found.group(1)) if found else 0
+        if len(rest) < length:
+            break
+        answers.append(head + b"\r\n\r\n" + rest[:length])
+        data = rest[length:]
+    return answers
