@@ -218,9 +218,26 @@ def _fast_stack(app: ServingApp, config: ServerConfig) -> dict[str, Any]:
     return options
 
 
+# The hot path subclasses uvicorn's httptools protocol and reads its internals (the parser, the
+# request cycle, the status lines), which uvicorn may change in any release: it is used only
+# with the uvicorn releases it was tested on (the images pin one of them).
+HOT_PATH_UVICORN = ("0.54.",)
+_OFF = {"0", "false", "no", "off"}
+
+
 def hot_path_enabled(config: ServerConfig) -> bool:
     """Whether infer requests may take the hot path below ASGI."""
-    return not config.access_log and os.environ.get(HOT_PATH_ENV, "1") != "0"
+    if config.access_log or os.environ.get(HOT_PATH_ENV, "1").strip().lower() in _OFF:
+        return False
+    if not uvicorn.__version__.startswith(HOT_PATH_UVICORN):
+        log.info(
+            "infer requests go through the ASGI app: the hot path is tested with uvicorn %s, "
+            "not %s (install uvicorn==0.54.0 for it)",
+            " or ".join(f"{v}x" for v in HOT_PATH_UVICORN),
+            uvicorn.__version__,
+        )
+        return False
+    return True
 
 
 def run(

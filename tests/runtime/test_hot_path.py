@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import socket
 import time
@@ -18,11 +19,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+import uvicorn
 
 from fermion.runtime_images.server.app import ServingApp
 from fermion.runtime_images.server.config import ModelConfig, ServerConfig, TensorSpec
 from fermion.runtime_images.server.hot_path import HotPathProtocol, hot_path_protocol
-from fermion.runtime_images.server.serve import HOT_PATH_ENV, build_server
+from fermion.runtime_images.server.serve import HOT_PATH_ENV, build_server, hot_path_enabled
 
 from .conftest import Server, start_server, v2_input
 
@@ -317,6 +319,23 @@ def test_access_log_and_the_switch_turn_the_hot_path_off(
     monkeypatch.setenv(HOT_PATH_ENV, "0")
     switched_off = build_server(ServerConfig(models=(model,)))
     assert switched_off.config.http == "httptools"
+    for spelling in ("false", "OFF", " no "):
+        monkeypatch.setenv(HOT_PATH_ENV, spelling)
+        assert not hot_path_enabled(ServerConfig(models=(model,)))
+    monkeypatch.setenv(HOT_PATH_ENV, "1")
+    assert hot_path_enabled(ServerConfig(models=(model,)))
+
+
+def test_an_untested_uvicorn_gets_the_asgi_path(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hot path reads uvicorn's internals, so another uvicorn release serves through ASGI."""
+    model = ModelConfig(name="affine", path=str(models["affine"]))
+    monkeypatch.setattr(uvicorn, "__version__", "0.99.0")
+    with caplog.at_level(logging.INFO, logger="fermion.server"):
+        server = build_server(ServerConfig(models=(model,)))
+    assert server.config.http == "httptools"
+    assert "tested with uvicorn 0.54.x, not 0.99.0" in caplog.text
 
 
 class _Transport:
