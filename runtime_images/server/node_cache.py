@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -92,11 +93,11 @@ class BlobStore:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.incoming.mkdir(parents=True, exist_ok=True)
         for leftover in self.incoming.iterdir():
-            leftover.unlink()
+            _remove(leftover)
         found = []
         for path in self.blobs.iterdir():
             if not BLOB_PATH.match(f"/blobs/sha256/{path.name}") or not path.is_file():
-                path.unlink()
+                _remove(path)
                 continue
             stat = path.stat()
             found.append((stat.st_atime, path.name, stat.st_size))
@@ -171,6 +172,13 @@ class BlobStore:
             digest, size = self._sizes.popitem(last=False)
             (self.blobs / digest).unlink(missing_ok=True)
             self._used -= size
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def _copy_hashing(source: Readable, target: IO[bytes], length: int) -> str:

@@ -207,12 +207,14 @@ def test_a_new_process_takes_up_the_blobs_and_drops_unfinished_uploads(tmp_path:
     first.stop()
     (tmp_path / "cache" / "incoming" / "left-over").write_bytes(b"partial")
     (tmp_path / "cache" / "sha256" / "not-a-sum").write_bytes(b"stray")
+    (tmp_path / "cache" / "sha256" / ("0" * 64)).mkdir()
+    (tmp_path / "cache" / "incoming" / "a-folder").mkdir()
     again = Cache(tmp_path / "cache", max_bytes=3000)
     try:
         assert again.get(sha(data)) == (200, data)
         assert again.store.used_bytes == 1000
         assert list((tmp_path / "cache" / "incoming").iterdir()) == []
-        assert not (tmp_path / "cache" / "sha256" / "not-a-sum").exists()
+        assert sorted(p.name for p in (tmp_path / "cache" / "sha256").iterdir()) == [sha(data)]
     finally:
         again.stop()
 
