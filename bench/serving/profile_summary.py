@@ -13,8 +13,13 @@ GROUPS = (
     (
         "fermion request path (app, runtime, batching, handlers)",
         (
-            "app.py", "hot_path.py", "served_model.py", "batching.py", "handlers.py",
-            "metrics.py", "statistics.py",
+            "app.py",
+            "hot_path.py",
+            "served_model.py",
+            "batching.py",
+            "handlers.py",
+            "metrics.py",
+            "statistics.py",
         ),
     ),
     ("uvicorn + asyncio event loop", ("uvicorn/", "asyncio/", "runners.py")),
