@@ -45,7 +45,7 @@ MODEL_CACHE_URL_VARIABLE = "FERMION_MODEL_CACHE_URL"
 # The cache keeps its blobs under this share of the emptyDir's size limit: the kubelet evicts a
 # pod whose emptyDir passes its limit, and the uploads in progress count too.
 BUDGET_SHARE = 0.9
-_BLOBS_DIR = "/var/cache/fermion"
+BLOBS_DIR = "/var/cache/fermion"
 _SHAPE_LABEL = "fermion.dev/shape"
 
 
@@ -198,6 +198,22 @@ def model_cache_egress_policy_spec(
     }
 
 
+def cache_command(port: int, max_bytes: int) -> list[str]:
+    """The cache container's arguments: the image's entrypoint (tini) runs them in place of the
+    model server, with the blobs in the emptyDir mounted at BLOBS_DIR."""
+    return [
+        "python",
+        "-m",
+        "server.node_cache",
+        "--port",
+        str(port),
+        "--dir",
+        BLOBS_DIR,
+        "--max-bytes",
+        str(max_bytes),
+    ]
+
+
 def daemon_set_spec(args: ModelCacheArgs) -> Any:
     """The cache's DaemonSet: one pod on each node that runs services, its blobs in an emptyDir
     with a size limit, resources requested (disk included) so the scheduler reserves them."""
@@ -211,18 +227,7 @@ def daemon_set_spec(args: ModelCacheArgs) -> Any:
     container = {
         "name": "cache",
         "image": args.image,
-        # The image's entrypoint (tini) runs this in place of the model server.
-        "args": [
-            "python",
-            "-m",
-            "server.node_cache",
-            "--port",
-            str(args.port),
-            "--dir",
-            _BLOBS_DIR,
-            "--max-bytes",
-            str(args.max_bytes),
-        ],
+        "args": cache_command(args.port, args.max_bytes),
         "ports": [{"name": "http", "containerPort": args.port}],
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": size},
@@ -230,7 +235,7 @@ def daemon_set_spec(args: ModelCacheArgs) -> Any:
         },
         "readinessProbe": probe,
         "livenessProbe": probe,
-        "volumeMounts": [{"name": "blobs", "mountPath": _BLOBS_DIR}],
+        "volumeMounts": [{"name": "blobs", "mountPath": BLOBS_DIR}],
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -342,6 +343,69 @@ def test_docker_stop_under_load_exits_0_and_loses_no_request(
     assert lost == []
     assert set(answered) == {200}
     assert exit_code == "0"
+
+
+def test_the_image_runs_the_node_model_cache_as_the_daemon_set_does(
+    engine: Engine, classifier: Built
+) -> None:
+    """The cache's container as the DaemonSet declares it: the image's entrypoint with the
+    component's own arguments, a read-only root, no capabilities, the image's non-root user,
+    and its blobs in a writable volume at the emptyDir's mount."""
+    import hashlib
+
+    from fermion.components.model_cache import BLOBS_DIR, cache_command
+
+    port = _free_port()
+    name = "fermion-test-node-cache"
+    engine.docker("rm", "-f", name, check=False)
+    engine.docker(
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--network",
+        "host",
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--tmpfs",
+        f"{BLOBS_DIR}:mode=1777",
+        classifier.reference,
+        *cache_command(port, 1 << 20),
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def call(method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        request = urllib.request.Request(f"{base}{path}", data=body, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if call("GET", "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            running = engine.docker("inspect", "-f", "{{.State.Running}}", name).strip()
+            assert running == "true", engine.docker("logs", name, check=False)[-4000:]
+            assert time.monotonic() < deadline, "the cache did not answer /healthz"
+            time.sleep(0.2)
+        blob = b"weights" * 1000
+        digest = hashlib.sha256(blob).hexdigest()
+        assert call("GET", f"/blobs/sha256/{digest}")[0] == 404
+        assert call("PUT", f"/blobs/sha256/{'0' * 64}", blob)[0] == 400
+        assert call("PUT", f"/blobs/sha256/{digest}", blob)[0] == 201
+        assert call("GET", f"/blobs/sha256/{digest}") == (200, blob)
+        assert engine.docker("exec", name, "id", "-u").strip() == "10001"
+    finally:
+        engine.docker("rm", "-f", name, check=False)
 
 
 def test_serve_docker_runs_the_minilm_handler_image(
