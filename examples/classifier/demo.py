@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +21,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build import LABELS, sample_image  # the script's own folder
+
+
+def _relay(server: subprocess.Popen[str], announced: threading.Event) -> None:
+    """Print the server's lines as they come; set `announced` after its ready block."""
+    assert server.stdout is not None
+    for line in server.stdout:
+        print(line, end="", flush=True)  # noqa: T201
+        if line.startswith("Press Ctrl-C"):
+            announced.set()
 
 
 def _free_port() -> int:
@@ -32,6 +42,8 @@ def _free_port() -> int:
 def main(model: Path) -> int:
     port = _free_port()
     fermion = Path(sys.executable).with_name("fermion")
+    # The server's own lines pass through this script, so that its announcement is printed
+    # whole before the first answer below, however the two processes are scheduled.
     server = subprocess.Popen(
         [
             str(fermion),
@@ -42,23 +54,20 @@ def main(model: Path) -> int:
             "--port",
             str(port),
         ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    announced = threading.Event()
+    relay = threading.Thread(target=_relay, args=(server, announced), daemon=True)
+    relay.start()
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                # Refused, reset, or (while the server starts on a port it already holds) no
-                # answer within the timeout: ask again.
-                pass
+        # `fermion serve` announces the model only once it answers on its port.
+        while not announced.wait(0.2):
             if server.poll() is not None or time.monotonic() > deadline:
                 print("the server did not become ready", file=sys.stderr)  # noqa: T201
                 return 1
-            time.sleep(0.2)
         for channel, label in enumerate(LABELS):
             body = {
                 "inputs": [
@@ -82,6 +91,7 @@ def main(model: Path) -> int:
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=30)
+        relay.join(timeout=10)
     print(f"server stopped on SIGTERM with exit code {code}")  # noqa: T201
     return code
 
