@@ -297,8 +297,22 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.max_bytes < 1 or (args.max_blob_bytes is not None and args.max_blob_bytes < 1):
         parser.error("--max-bytes and --max-blob-bytes must be at least 1")
-    store = BlobStore(args.dir, args.max_bytes, args.max_blob_bytes)
-    server = CacheServer((args.host, args.port), store, args.verbose)
+    try:
+        store = BlobStore(args.dir, args.max_bytes, args.max_blob_bytes)
+    except OSError as exc:
+        parser.exit(
+            1,
+            f"node cache: cannot keep blobs in {args.dir}: {exc.strerror or exc}. "
+            "Point --dir at a folder this user can write\n",
+        )
+    try:
+        server = CacheServer((args.host, args.port), store, args.verbose)
+    except OSError as exc:
+        parser.exit(
+            1,
+            f"node cache: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}. "
+            "Pick a free --port, or stop what holds it\n",
+        )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

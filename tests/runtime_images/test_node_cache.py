@@ -262,3 +262,37 @@ def test_bad_arguments_are_named(tmp_path: Path) -> None:
     assert answer.returncode == 2
     assert "--max-bytes" in answer.stderr
     assert "Traceback" not in answer.stderr
+
+
+def _cache_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server.node_cache", "--host", "127.0.0.1", *args],
+        cwd=SERVER_PARENT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_folder_it_cannot_use_is_named_with_the_fix(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    answer = _cache_command("--dir", str(not_a_folder), "--max-bytes", "10")
+    assert answer.returncode == 1
+    assert f"cannot keep blobs in {not_a_folder}: Not a directory" in answer.stderr
+    assert "Point --dir at a folder this user can write" in answer.stderr
+    assert "Traceback" not in answer.stderr
+
+
+def test_a_port_in_use_is_named_with_the_fix(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        answer = _cache_command(
+            "--port", str(port), "--dir", str(tmp_path / "blobs"), "--max-bytes", "10"
+        )
+    assert answer.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in answer.stderr
+    assert "Pick a free --port" in answer.stderr
+    assert "Traceback" not in answer.stderr
