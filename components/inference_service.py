@@ -38,6 +38,7 @@ from fermion.components.service_access import (
     token_file_text,
     tokens_checksum,
 )
+from fermion.components.tenant import restricted_container_security
 from fermion.environments.errors import FermionError
 from fermion.environments.shapes import Shape
 from fermion.runtime_images.render import MODEL_URI_VARIABLE
@@ -385,13 +386,7 @@ def _deployment_spec(
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         # The image's file system is read-only; the model cache and scratch files go to /tmp.
         "volumeMounts": mounts,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container_security(),
     }
     return {
         "selector": {"matchLabels": dict(selector)},

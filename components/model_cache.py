@@ -27,7 +27,11 @@ import pulumi_kubernetes as k8s
 
 from fermion.components.cluster_core import ClusterCore
 from fermion.components.node_group import GPU_TAINT_KEY
-from fermion.components.tenant import NAMESPACE_NAME_LABEL, PSS_LABELS
+from fermion.components.tenant import (
+    NAMESPACE_NAME_LABEL,
+    PSS_LABELS,
+    restricted_container_security,
+)
 from fermion.environments.errors import FermionError
 from fermion.environments.tenancy import MODEL_CACHE_NAMESPACE
 
@@ -236,13 +240,7 @@ def daemon_set_spec(args: ModelCacheArgs) -> Any:
         "readinessProbe": probe,
         "livenessProbe": probe,
         "volumeMounts": [{"name": "blobs", "mountPath": BLOBS_DIR}],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container_security(),
     }
     return {
         "selector": {"matchLabels": dict(MODEL_CACHE_LABELS)},

@@ -27,6 +27,20 @@ PSS_LABELS = {
     f"pod-security.kubernetes.io/{mode}": PSS_LEVEL for mode in ("enforce", "audit", "warn")
 }
 TENANT_LABEL = "fermion.dev/tenant"
+
+
+def restricted_container_security() -> dict[str, object]:
+    """A container securityContext that the restricted profile admits, with a read-only root:
+    what every fermion workload in a restricted namespace runs with."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 # Every namespace carries its own name under this label (Kubernetes sets it).
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 # The EKS Pod Identity agent answers each pod on the node at this link-local address.

@@ -3,11 +3,15 @@ moto server, and clients under botocore's Stubber for the few calls moto does no
 
 from __future__ import annotations
 
+import http.client
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -85,3 +89,72 @@ def stubbed_aws(region: str, **stubs: Stubbed) -> Iterator[Aws]:
     finally:
         for stub in stubs.values():
             stub.stubber.deactivate()
+
+
+class MotoProxy(BaseHTTPRequestHandler):
+    """Forwards every request to the moto server at `upstream` and records its method and path
+    in `requests`. A subclass injects faults by answering `fault()`: "500" answers an S3 error,
+    "drop" closes the connection unanswered, "truncate" sends half the body and closes."""
+
+    upstream: ClassVar[str] = ""
+    requests: ClassVar[list[tuple[str, str]]] = []
+    lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def fault(self) -> str | None:
+        return None
+
+    def _forward(self) -> None:
+        with self.lock:
+            self.requests.append((self.command, urlsplit(self.path).path))
+        length = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(length) if length else None
+        fault = self.fault()
+        if fault == "drop":
+            self.close_connection = True
+            return
+        if fault == "500":
+            self.send_response(500)
+            payload = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        target = urlsplit(self.upstream)
+        connection = http.client.HTTPConnection(str(target.hostname), target.port, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+        headers["Host"] = target.netloc
+        connection.request(self.command, self.path, body=body, headers=headers)
+        answer = connection.getresponse()
+        data = answer.read()
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        if fault == "truncate" and len(data) > 2:
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+
+@contextmanager
+def proxy(handler: type[MotoProxy], upstream: str) -> Iterator[str]:
+    """`handler` serving on loopback in front of `upstream`, with a fresh request log; its URL."""
+    handler.upstream = upstream
+    handler.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

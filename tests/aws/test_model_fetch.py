@@ -4,15 +4,11 @@ the bytes and time of the download in /metrics."""
 
 from __future__ import annotations
 
-import http.client
 import shutil
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -22,6 +18,7 @@ from fermion.stacks.model_push import local_files, push_model
 from fermion.stacks.model_store_access import ModelLocation
 
 from ..runtime.conftest import start_server
+from .support import MotoProxy, proxy
 
 
 def _pushed(s3: Any, folder: Path, service: str = "m") -> ModelLocation:
@@ -77,71 +74,29 @@ def test_a_bad_object_is_named_and_never_used(s3: Any, tmp_path: Path) -> None:
     assert not (target / "manifest.json").exists()
 
 
-class _FlakyProxy(BaseHTTPRequestHandler):
-    """Forwards to moto, but answers the first GET of each object (or range) with a 500 and
-    cuts the body of the second short; the first PUT of each object (or part) gets a 500 and
-    the second a dropped connection. A client must retry them all."""
+class _FlakyProxy(MotoProxy):
+    """Answers the first GET of each object (or range) with a 500 and cuts the body of the
+    second short; the first PUT of each object (or part) gets a 500 and the second a dropped
+    connection. A client must retry them all."""
 
-    upstream: ClassVar[str] = ""
     seen: ClassVar[dict[str, int]] = {}
-    lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    def _forward(self) -> None:
-        length = int(self.headers.get("Content-Length", 0))
-        body = self.rfile.read(length) if length else None
-        target = urlsplit(self.upstream)
-        fault = None
-        if self.command in ("GET", "PUT") and "list-type" not in self.path:
-            key = f"{self.command} {self.path}|{self.headers.get('Range', '')}"
-            with self.lock:
-                self.seen[key] = self.seen.get(key, 0) + 1
-                count = self.seen[key]
-            second = "truncate" if self.command == "GET" else "drop"
-            fault = {1: "500", 2: second}.get(count)
-        if fault == "drop":
-            self.close_connection = True
-            return
-        if fault == "500":
-            self.send_response(500)
-            payload = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-            return
-        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-        headers["Host"] = target.netloc
-        connection.request(self.command, self.path, body=body, headers=headers)
-        answer = connection.getresponse()
-        data = answer.read()
-        self.send_response(answer.status)
-        for name, value in answer.getheaders():
-            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if fault == "truncate" and len(data) > 2:
-            self.wfile.write(data[: len(data) // 2])
-            self.close_connection = True
-            return
-        self.wfile.write(data)
-
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+    def fault(self) -> str | None:
+        if self.command not in ("GET", "PUT") or "list-type" in self.path:
+            return None
+        key = f"{self.command} {self.path}|{self.headers.get('Range', '')}"
+        with self.lock:
+            self.seen[key] = self.seen.get(key, 0) + 1
+            count = self.seen[key]
+        second = "truncate" if self.command == "GET" else "drop"
+        return {1: "500", 2: second}.get(count)
 
 
 @pytest.fixture
 def flaky(moto: dict[str, str]) -> Iterator[str]:
-    _FlakyProxy.upstream = moto["AWS_ENDPOINT_URL"]
     _FlakyProxy.seen = {}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyProxy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with proxy(_FlakyProxy, moto["AWS_ENDPOINT_URL"]) as url:
+        yield url
 
 
 @pytest.mark.usefixtures("small_parts")

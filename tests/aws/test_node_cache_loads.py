@@ -5,17 +5,14 @@ is down costs nothing but the time to find out."""
 
 from __future__ import annotations
 
-import http.client
 import os
 import shutil
 import socket
 import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from typing import Any
 
 import pytest
 
@@ -25,57 +22,22 @@ from fermion.stacks.model_push import local_files, push_model
 from fermion.stacks.model_store_access import ModelLocation
 
 from ..runtime.conftest import free_port, start_server
+from .support import MotoProxy, proxy
 
 WEIGHTS = bytes(range(256)) * (6 << 12)  # 6 MiB
 CONFIG = b'{"a": 1}\n'
 
 
-class _CountingProxy(BaseHTTPRequestHandler):
+class _CountingProxy(MotoProxy):
     """Forwards every request to moto and records its method and path."""
-
-    upstream: ClassVar[str] = ""
-    requests: ClassVar[list[tuple[str, str]]] = []
-    lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    def _forward(self) -> None:
-        with self.lock:
-            self.requests.append((self.command, urlsplit(self.path).path))
-        length = int(self.headers.get("Content-Length", 0))
-        body = self.rfile.read(length) if length else None
-        target = urlsplit(self.upstream)
-        connection = http.client.HTTPConnection(str(target.hostname), target.port, timeout=30)
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-        headers["Host"] = target.netloc
-        connection.request(self.command, self.path, body=body, headers=headers)
-        answer = connection.getresponse()
-        data = answer.read()
-        self.send_response(answer.status)
-        for name, value in answer.getheaders():
-            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
 
 
 @pytest.fixture
 def counted(moto: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """boto3 in this process reaches moto through the counting proxy."""
-    _CountingProxy.upstream = moto["AWS_ENDPOINT_URL"]
-    _CountingProxy.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _CountingProxy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    yield url
-    server.shutdown()
-    server.server_close()
+    with proxy(_CountingProxy, moto["AWS_ENDPOINT_URL"]) as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        yield url
 
 
 @pytest.fixture
