@@ -7,6 +7,9 @@ from typing import Any
 import pytest
 import yaml
 
+from fermion.stacks.manifests import is_kubernetes_object
+from fermion.stacks.plan import Plan
+
 REPO = Path(__file__).resolve().parent.parent
 STACKS = REPO / "stacks"
 
@@ -20,6 +23,15 @@ def crd_schema(file: str) -> dict[str, Any]:
     (version,) = [v for v in crd["spec"]["versions"] if v.get("served")]
     schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
     return schema
+
+
+def plan_objects(plan: Plan, kind: str) -> list[dict[str, Any]]:
+    """The Kubernetes objects of one kind that a plan declares, as plain data."""
+    return [
+        dict(r.inputs)
+        for r in plan.resources
+        if is_kubernetes_object(r) and r.inputs.get("kind") == kind
+    ]
 
 
 def environment_data(env: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ against Kubernetes' schema, and the policy pack finds nothing in it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -17,10 +16,9 @@ from fermion.cli import app
 from fermion.components.model_cache import MODEL_CACHE_LABELS, MODEL_CACHE_PORT, model_cache_url
 from fermion.environments.stack_files import load_environment
 from fermion.environments.tenancy import MODEL_CACHE_NAMESPACE
-from fermion.stacks.manifests import is_kubernetes_object
 from fermion.stacks.plan import Plan, plan_environment
 
-from ..conftest import STACKS
+from ..conftest import STACKS, plan_objects
 from ..network_policies import Pod, connection_allowed
 
 S3 = Pod("(internet)", {}, ip="52.216.0.10")
@@ -53,14 +51,6 @@ def plan_without(tmp_path_factory: pytest.TempPathFactory) -> Plan:
     return plan_environment(load_environment("prod", STACKS))
 
 
-def _objects(plan: Plan, kind: str) -> list[dict[str, Any]]:
-    return [
-        dict(r.inputs)
-        for r in plan.resources
-        if is_kubernetes_object(r) and r.inputs.get("kind") == kind
-    ]
-
-
 def _serving_pods(plan: Plan) -> list[Pod]:
     return [
         Pod(
@@ -68,12 +58,12 @@ def _serving_pods(plan: Plan) -> list[Pod]:
             d["spec"]["template"]["metadata"]["labels"],
             ip=f"10.50.2.{i + 10}",
         )
-        for i, d in enumerate(_objects(plan, "Deployment"))
+        for i, d in enumerate(plan_objects(plan, "Deployment"))
     ]
 
 
 def _cache_pod(plan: Plan) -> Pod:
-    (daemon_set,) = _objects(plan, "DaemonSet")
+    (daemon_set,) = plan_objects(plan, "DaemonSet")
     return Pod(
         daemon_set["metadata"]["namespace"],
         daemon_set["spec"]["template"]["metadata"]["labels"],
@@ -82,7 +72,7 @@ def _cache_pod(plan: Plan) -> Pod:
 
 
 def test_the_cache_keeps_its_blobs_in_a_sized_empty_dir_on_each_service_node(plan: Plan) -> None:
-    (daemon_set,) = _objects(plan, "DaemonSet")
+    (daemon_set,) = plan_objects(plan, "DaemonSet")
     assert daemon_set["metadata"]["namespace"] == MODEL_CACHE_NAMESPACE
     pod = daemon_set["spec"]["template"]["spec"]
     assert pod["volumes"] == [{"name": "blobs", "emptyDir": {"sizeLimit": "50Gi"}}]
@@ -97,18 +87,20 @@ def test_the_cache_keeps_its_blobs_in_a_sized_empty_dir_on_each_service_node(pla
     # The runtime image the services run: one the environment builds anyway.
     images = {
         d["spec"]["template"]["spec"]["containers"][0]["image"]
-        for d in _objects(plan, "Deployment")
+        for d in plan_objects(plan, "Deployment")
     }
     assert container["image"] in images
     namespace = next(
-        n for n in _objects(plan, "Namespace") if n["metadata"]["name"] == MODEL_CACHE_NAMESPACE
+        n for n in plan_objects(plan, "Namespace") if n["metadata"]["name"] == MODEL_CACHE_NAMESPACE
     )
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def test_a_pod_reaches_only_the_cache_on_its_own_node(plan: Plan) -> None:
     services = [
-        s for s in _objects(plan, "Service") if s["metadata"]["namespace"] == MODEL_CACHE_NAMESPACE
+        s
+        for s in plan_objects(plan, "Service")
+        if s["metadata"]["namespace"] == MODEL_CACHE_NAMESPACE
     ]
     (service,) = services
     assert service["spec"]["internalTrafficPolicy"] == "Local"
@@ -117,7 +109,7 @@ def test_a_pod_reaches_only_the_cache_on_its_own_node(plan: Plan) -> None:
 
 
 def test_every_model_server_is_told_where_the_cache_is(plan: Plan) -> None:
-    deployments = _objects(plan, "Deployment")
+    deployments = plan_objects(plan, "Deployment")
     assert deployments
     for deployment in deployments:
         env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -125,7 +117,7 @@ def test_every_model_server_is_told_where_the_cache_is(plan: Plan) -> None:
 
 
 def test_model_servers_reach_the_cache_and_the_cache_reaches_no_one(plan: Plan) -> None:
-    policies = _objects(plan, "NetworkPolicy")
+    policies = plan_objects(plan, "NetworkPolicy")
     cache = _cache_pod(plan)
     servers = _serving_pods(plan)
     assert len({s.namespace for s in servers}) >= 2  # prod has two tenants

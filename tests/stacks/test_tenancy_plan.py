@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import kubernetes_validate
@@ -14,10 +13,9 @@ from typer.testing import CliRunner
 from fermion.cli import app
 from fermion.environments.stack_files import load_environment
 from fermion.environments.tenancy import tenant_demand
-from fermion.stacks.manifests import is_kubernetes_object
 from fermion.stacks.plan import SECRET, Plan, plan_environment
 
-from ..conftest import STACKS, crd_schema
+from ..conftest import STACKS, crd_schema, plan_objects
 from ..network_policies import Pod, connection_allowed
 
 INTERCEPTOR = Pod(
@@ -46,14 +44,6 @@ def prod() -> Plan:
     return plan_environment(load_environment("prod", STACKS))
 
 
-def _objects(plan: Plan, kind: str) -> list[dict[str, Any]]:
-    return [
-        dict(r.inputs)
-        for r in plan.resources
-        if is_kubernetes_object(r) and r.inputs.get("kind") == kind
-    ]
-
-
 def _pods(plan: Plan) -> dict[str, Pod]:
     """Each service's pod, as its Deployment's template makes it."""
     return {
@@ -62,7 +52,7 @@ def _pods(plan: Plan) -> dict[str, Pod]:
             d["spec"]["template"]["metadata"]["labels"],
             ip=f"10.50.2.{i + 10}",
         )
-        for i, d in enumerate(_objects(plan, "Deployment"))
+        for i, d in enumerate(plan_objects(plan, "Deployment"))
     }
 
 
@@ -70,7 +60,8 @@ def test_each_tenant_namespace_enforces_the_restricted_profile(planned: tuple[st
     env, plan = planned
     spec = load_environment(env, STACKS)
     namespaces = {
-        n["metadata"]["name"]: n["metadata"].get("labels", {}) for n in _objects(plan, "Namespace")
+        n["metadata"]["name"]: n["metadata"].get("labels", {})
+        for n in plan_objects(plan, "Namespace")
     }
     for tenant in spec.tenants_in_effect:
         labels = namespaces[tenant.namespace_name]
@@ -84,9 +75,9 @@ def test_each_tenant_has_its_quota_and_container_defaults(planned: tuple[str, Pl
     env, plan = planned
     spec = load_environment(env, STACKS)
     quotas = {
-        q["metadata"]["namespace"]: q["spec"]["hard"] for q in _objects(plan, "ResourceQuota")
+        q["metadata"]["namespace"]: q["spec"]["hard"] for q in plan_objects(plan, "ResourceQuota")
     }
-    limits = {r["metadata"]["namespace"] for r in _objects(plan, "LimitRange")}
+    limits = {r["metadata"]["namespace"] for r in plan_objects(plan, "LimitRange")}
     for tenant in spec.tenants_in_effect:
         hard = quotas[tenant.namespace_name]
         assert hard["requests.nvidia.com/gpu"] == str(tenant.quota.gpus)
@@ -101,7 +92,7 @@ def test_each_tenant_has_its_quota_and_container_defaults(planned: tuple[str, Pl
 
 def test_prods_two_tenants_have_different_quotas(prod: Plan) -> None:
     quotas = {
-        q["metadata"]["namespace"]: q["spec"]["hard"] for q in _objects(prod, "ResourceQuota")
+        q["metadata"]["namespace"]: q["spec"]["hard"] for q in plan_objects(prod, "ResourceQuota")
     }
     assert quotas["search"]["requests.nvidia.com/gpu"] == "16"
     assert quotas["search"]["requests.cpu"] == "64000m"
@@ -114,7 +105,7 @@ def test_every_pod_selector_in_a_network_policy_matches_a_real_pod(
 ) -> None:
     _, plan = planned
     pods = list(_pods(plan).values())
-    policies = _objects(plan, "NetworkPolicy")
+    policies = plan_objects(plan, "NetworkPolicy")
     assert policies
     for policy in policies:
         namespace = policy["metadata"]["namespace"]
@@ -139,7 +130,7 @@ def test_every_pod_selector_in_a_network_policy_matches_a_real_pod(
 
 def test_tenants_cannot_reach_each_other(prod: Plan) -> None:
     pods = _pods(prod)
-    policies = _objects(prod, "NetworkPolicy")
+    policies = plan_objects(prod, "NetworkPolicy")
     embed, tabular, classifier = pods["embed"], pods["tabular"], pods["classifier"]
     assert embed.namespace != tabular.namespace
     for source, target in ((tabular, embed), (embed, tabular)):
@@ -151,7 +142,7 @@ def test_tenants_cannot_reach_each_other(prod: Plan) -> None:
 
 def test_only_the_interceptor_and_metrics_scrapes_come_in(prod: Plan) -> None:
     pods = _pods(prod)
-    policies = _objects(prod, "NetworkPolicy")
+    policies = plan_objects(prod, "NetworkPolicy")
     for pod in pods.values():
         assert connection_allowed(policies, INTERCEPTOR, pod, 8080)
         assert connection_allowed(policies, PROMETHEUS, pod, 8080)
@@ -160,7 +151,7 @@ def test_only_the_interceptor_and_metrics_scrapes_come_in(prod: Plan) -> None:
 
 
 def test_pods_reach_dns_their_credentials_and_https_only(prod: Plan) -> None:
-    policies = _objects(prod, "NetworkPolicy")
+    policies = plan_objects(prod, "NetworkPolicy")
     for pod in _pods(prod).values():
         assert connection_allowed(policies, pod, DNS, 53)
         assert connection_allowed(policies, pod, POD_IDENTITY_AGENT, 80)
@@ -173,9 +164,9 @@ def test_every_service_reads_its_tokens_from_a_mounted_secret(planned: tuple[str
     env, plan = planned
     spec = load_environment(env, STACKS)
     secrets = {
-        (s["metadata"]["namespace"], s["metadata"]["name"]): s for s in _objects(plan, "Secret")
+        (s["metadata"]["namespace"], s["metadata"]["name"]): s for s in plan_objects(plan, "Secret")
     }
-    for deployment in _objects(plan, "Deployment"):
+    for deployment in plan_objects(plan, "Deployment"):
         name = deployment["metadata"]["name"]
         namespace = deployment["metadata"]["namespace"]
         service = next(s for s in spec.services if s.name == name)
@@ -193,7 +184,7 @@ def test_every_service_reads_its_tokens_from_a_mounted_secret(planned: tuple[str
 
 
 def test_prods_public_service_is_https_through_the_interceptor(prod: Plan) -> None:
-    (ingress,) = _objects(prod, "Ingress")
+    (ingress,) = plan_objects(prod, "Ingress")
     assert ingress["metadata"]["namespace"] == "keda"
     assert ingress["spec"]["tls"] == [{"hosts": ["embed.ml.example.com"]}]
     (rule,) = ingress["spec"]["rules"]
@@ -207,7 +198,7 @@ def test_prods_public_service_is_https_through_the_interceptor(prod: Plan) -> No
         "203.0.113.0/24,198.51.100.0/24"
     )
     # No load balancer bypasses the interceptor.
-    assert all("type" not in s["spec"] for s in _objects(prod, "Service"))
+    assert all("type" not in s["spec"] for s in plan_objects(prod, "Service"))
     endpoints = prod.outputs["endpoints"]["embed"]
     assert endpoints["public_url"] == "https://embed.ml.example.com/v2/models/embed"
 
