@@ -7,7 +7,8 @@ boto3 reads credentials and `AWS_ENDPOINT_URL` the usual way (in a pod: EKS Pod 
 From S3, a published version (one with a manifest) is fetched file by file in parallel ranged
 GETs, with retries and backoff. Each file lands beside its place, is checked against the
 manifest, and only then takes its place; a file already in the cache with the listed sum is not
-fetched again.
+fetched again. With `FERMION_MODEL_CACHE_URL`, each file is asked of the node's cache first and
+checked the same way, and a file fetched from S3 is offered to that cache in the background.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import http.client
 import json
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -142,10 +144,12 @@ class Loaded:
 
 
 class Sources:
-    """Files and bytes by where they came from (`SOURCE_NODE_CACHE`, `SOURCE_S3`)."""
+    """Files and bytes by where they came from (`SOURCE_NODE_CACHE`, `SOURCE_S3`), and the
+    node's cache the load used, if any (it may still be taking the files offered to it)."""
 
     def __init__(self) -> None:
         self.by_source: dict[str, Loaded] = {}
+        self.node_cache: NodeCache | None = None
 
     def add(self, source: str, size: int) -> None:
         before = self.by_source.get(source, Loaded())
@@ -162,6 +166,12 @@ class Fetched:
     downloaded_bytes: int
     seconds: float
     by_source: dict[str, Loaded] = field(default_factory=dict)
+    node_cache: NodeCache | None = field(default=None, repr=False, compare=False)
+
+    def offers_done(self, timeout: float | None = None) -> bool:
+        """Wait until the node's cache has been offered every file fetched from S3 (the load
+        itself never waits for that); whether it has, within `timeout` seconds."""
+        return self.node_cache is None or self.node_cache.wait(timeout)
 
 
 def fetch(location: str, cache: Path | None = None) -> Fetched:
@@ -172,7 +182,7 @@ def fetch(location: str, cache: Path | None = None) -> Fetched:
     path = materialize(location, cache, counter, sources)
     fetched_any = counter.total or sources.by_source
     seconds = time.perf_counter() - started if fetched_any else 0.0
-    return Fetched(path, counter.total, seconds, dict(sources.by_source))
+    return Fetched(path, counter.total, seconds, dict(sources.by_source), sources.node_cache)
 
 
 class _Counter:
@@ -232,6 +242,7 @@ def _fetch_s3(
     target = cache / bucket / key.strip("/")
     cache_url = node_cache_url()
     node_cache = None if cache_url is None else NodeCache(cache_url)
+    sources.node_cache = node_cache
     try:
         if key and not key.endswith("/") and _object_exists(client, bucket, key):
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -262,9 +273,12 @@ def _fetch_s3(
             _download(client, bucket, f"{prefix}{name}", local, sized, counter, expected)
             sources.add(SOURCE_S3, local.stat().st_size)
             if node_cache is not None and expected is not None:
-                node_cache.put(str(expected["sha256"]), local)
+                node_cache.offer(str(expected["sha256"]), local)
     except (BotoCoreError, ClientError) as exc:
         raise LoadError(f"cannot fetch {uri}: {exc}") from None
+    finally:
+        if node_cache is not None:
+            node_cache.close()
     if manifest is not None:
         partial = target / f".{MANIFEST}.{os.getpid()}.partial"
         partial.write_bytes(manifest)
@@ -398,12 +412,46 @@ def _cache_deadline(size: int) -> float:
 class NodeCache:
     """The node's model cache as one load uses it. A cache that does not answer (down, not on
     this node yet, too slow) is left alone for the rest of the load, so it costs one timeout,
-    not one per file; one that will not take a file is offered no more."""
+    not one per file; one that will not take a file is offered no more.
+
+    Files fetched from S3 are offered to it by a thread of its own, one after another, so the
+    load goes on (to the next file, then to loading the model) while the cache takes them.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.down = False
         self.full = False
+        self._offers: queue.SimpleQueue[tuple[str, Path] | None] = queue.SimpleQueue()
+        self._offering: threading.Thread | None = None
+
+    def offer(self, sha256: str, local: Path) -> None:
+        """Queue the checked file `local` for the cache as blob `sha256`; returns at once."""
+        if self.down or self.full:
+            return
+        if self._offering is None:
+            # A daemon: a process that exits mid-offer leaves an upload the cache discards.
+            self._offering = threading.Thread(
+                target=self._offer_queued, name="node-cache-offers", daemon=True
+            )
+            self._offering.start()
+        self._offers.put((sha256, local))
+
+    def close(self) -> None:
+        """No more offers: the thread ends once it has made those queued."""
+        if self._offering is not None:
+            self._offers.put(None)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Whether every offer has been made (taken or not), after waiting up to `timeout`."""
+        if self._offering is None:
+            return True
+        self._offering.join(timeout)
+        return not self._offering.is_alive()
+
+    def _offer_queued(self) -> None:
+        while (item := self._offers.get()) is not None:
+            self.put(*item)
 
     def get(self, sha256: str, local: Path) -> int | None:
         """Fetch the blob `sha256` into `local` and return its size, if the cache holds it and

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,7 @@ def test_a_second_pod_on_the_node_loads_from_the_cache_without_s3(
     _assert_loaded(first)
     assert first.by_source == {"s3": storage.Loaded(2, len(WEIGHTS) + len(CONFIG))}
     assert len(_model_gets(location)) >= 2
+    assert first.offers_done(timeout=60)
     assert node_cache.used_bytes == len(WEIGHTS) + len(CONFIG)
 
     _CountingProxy.requests = []
@@ -101,7 +103,7 @@ def test_a_damaged_blob_is_never_used(
     s3: Any, tmp_path: Path, node_cache: BlobStore, counted: str, damage: str
 ) -> None:
     location = _pushed(s3, tmp_path)
-    storage.fetch(location.uri, tmp_path / "pod-a")
+    assert storage.fetch(location.uri, tmp_path / "pod-a").offers_done(timeout=60)
     blob = node_cache.blobs / storage.sha256_of(tmp_path / "model" / "weights.bin")
     if damage == "poisoned":
         blob.write_bytes(b"\0" * len(WEIGHTS))  # the same size, other bytes
@@ -140,6 +142,7 @@ def test_a_full_cache_does_not_fail_the_load(
     monkeypatch.setenv(storage.CACHE_URL_VARIABLE, f"http://127.0.0.1:{server.server_address[1]}")
     try:
         first = storage.fetch(location.uri, tmp_path / "pod-a")
+        assert first.offers_done(timeout=60)
         second = storage.fetch(location.uri, tmp_path / "pod-b")
     finally:
         server.shutdown()
@@ -190,6 +193,10 @@ def test_metrics_show_where_the_model_came_from(
         )
         try:
             texts.append(server.request("GET", "/metrics").body.decode())
+            # The first pod offers its file to the cache after it is ready, not before.
+            deadline = time.monotonic() + 60
+            while node_cache.used_bytes < size and time.monotonic() < deadline:
+                time.sleep(0.05)
         finally:
             server.stop()
     first, second = texts
@@ -230,3 +237,28 @@ def test_a_cache_that_never_answers_is_asked_once_per_load(
     _assert_loaded(fetched)
     assert fetched.by_source == {"s3": storage.Loaded(2, len(WEIGHTS) + len(CONFIG))}
     assert len(accepted) == 1
+
+
+def test_the_load_does_not_wait_for_the_cache_to_take_a_file(
+    s3: Any, tmp_path: Path, node_cache: BlobStore, counted: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However long the cache takes to be offered a file, the load does not wait for it: the
+    files from S3 are offered from a thread of the loader's own."""
+    location = _pushed(s3, tmp_path)
+    release = threading.Event()
+    offer = storage.NodeCache.put
+
+    def slow_offer(cache: storage.NodeCache, sha256: str, local: Path) -> bool:
+        release.wait(timeout=60)
+        return offer(cache, sha256, local)
+
+    monkeypatch.setattr(storage.NodeCache, "put", slow_offer)
+    try:
+        fetched = storage.fetch(location.uri, tmp_path / "pod-a")
+        _assert_loaded(fetched)
+        assert not fetched.offers_done(timeout=0.2)  # the load is done, the offers are not
+        assert node_cache.used_bytes == 0
+    finally:
+        release.set()
+    assert fetched.offers_done(timeout=60)
+    assert node_cache.used_bytes == len(WEIGHTS) + len(CONFIG)
