@@ -168,10 +168,8 @@ class Batcher:
 
     async def submit(self, item: Any, rows: int, timeout_s: float) -> Any:
         """Queue one item and wait for its result; 504 after `timeout_s`, 429 when full."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self.queue.put(Work(item, rows, future, time.perf_counter_ns()))
-        timer = loop.call_later(timeout_s, _expire, future, timeout_s)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        timer = self.enqueue(item, rows, future, timeout_s)
         try:
             return await future
         finally:

@@ -331,6 +331,7 @@ def test_an_untested_uvicorn_gets_the_asgi_path(
 ) -> None:
     """The hot path reads uvicorn's internals, so another uvicorn release serves through ASGI."""
     model = ModelConfig(name="affine", path=str(models["affine"]))
+    monkeypatch.delenv(HOT_PATH_ENV, raising=False)
     monkeypatch.setattr(uvicorn, "__version__", "0.99.0")
     with caplog.at_level(logging.INFO, logger="fermion.server"):
         server = build_server(ServerConfig(models=(model,)))
